@@ -1,0 +1,201 @@
+"""The loaded knowledge base: the YAML files of `knowledge/data`, validated and indexed.
+
+`knowledge.loader.load_knowledge_base()` builds a `KnowledgeBase`; nothing else does.
+Codes are stored normalised (see `knowledge.codes`): canonical system URIs, ICD-10-CM
+without the dot and upper-cased, so look-ups are plain dictionary hits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Coding:
+    system: str  # canonical URI
+    code: str  # normalised (ICD-10-CM: "R253")
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class CodeMatcher:
+    """A code, or a code prefix (ICD-10-CM "R131" matches R13.10 ... R13.19), in one system."""
+
+    system: str
+    code: str
+    prefix: bool = False
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A number the rules use, with the bounds a deployment or site may move it within."""
+
+    name: str  # e.g. "magnesium_critical_low"
+    default: float
+    minimum: float
+    maximum: float
+    unit: str  # "mmol/L", "days", "years"
+    policy: bool  # True: the clinical reference marks it as policy, not evidence
+    source: str  # where the default comes from
+
+
+@dataclass(frozen=True)
+class UnitInference:
+    """§1.2 missing-unit policy: infer `unit` for these LOINC codes when the value is in range."""
+
+    loinc: tuple[str, ...]
+    unit: str
+    low: float | None = None  # inclusive; None = any value
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class Analyte:
+    key: str  # "potassium", "magnesium", "calcium_total", "calcium_ionized", "albumin", ...
+    display: str
+    canonical_unit: str
+    loinc: dict[str, str]  # LOINC code -> long common name (all codes recognised on input)
+    units: dict[str, float]  # UCUM code -> factor; canonical = reported * factor
+    name_pattern: re.Pattern[str] | None  # P3 fallback, matched against code.text/display
+    name_exclude: re.Pattern[str] | None
+    inference: tuple[UnitInference, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConditionConcept:
+    """A concept matched against Conditions: complaint, red flag, known condition, hypopara."""
+
+    key: str
+    label: str
+    codes: tuple[CodeMatcher, ...] = ()
+    text: re.Pattern[str] | None = None  # matched against code.text, coding.display, note
+    severity: str | None = None  # red flags only: "warning" | "critical"
+    citations: tuple[tuple[str, str], ...] = ()  # (source id, quote)
+
+
+@dataclass(frozen=True)
+class ComplaintDefinition:
+    """P1: what counts as a lip or facial twitching complaint."""
+
+    codes: tuple[CodeMatcher, ...]
+    codes_needing_text: tuple[CodeMatcher, ...]  # e.g. facial tics: only with lip/face text
+    movement: re.Pattern[str]  # twitch|fascicul|myokym|spasm|tic
+    site: re.Pattern[str]  # lip|mouth|perioral|face|...
+    phrases: re.Pattern[str]  # "lip twitch": enough on its own
+
+
+@dataclass(frozen=True)
+class DrugClass:
+    key: str  # "antidepressant", "loop-diuretic", ...
+    label: str
+    group: str  # "seed" (R7) | "depleting" (R8)
+    depletes: tuple[str, ...] = ()  # analyte keys, R8 only
+    systemic_only: bool = False  # exclude inhaled/nasal/topical/ophthalmic forms
+    citations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    slug: str
+    name: str
+    drug_class: str  # DrugClass.key
+    rxnorm: str | None  # ingredient (TTY=IN) RxCUI, None when matched by text only
+    atc: str | None
+    names: tuple[str, ...]  # generic name, synonyms and brand names for the text fallback
+
+
+@dataclass(frozen=True)
+class Product:
+    """An SCD/SBD or a combination brand mapped to its ingredients."""
+
+    rxnorm: str | None
+    name: str
+    ingredients: tuple[str, ...]  # ingredient slugs
+
+
+@dataclass(frozen=True)
+class Order:
+    """An orderable the cards may propose, becomes a ServiceRequest."""
+
+    key: str  # "lab-potassium", "referral-neurology", ...
+    category: str  # "lab" | "referral" | "procedure" | "imaging"
+    text: str  # code.text and the action description
+    coding: Coding | None = None
+    pediatric_text: str | None = None  # referral wording for patients under 18
+
+
+@dataclass(frozen=True)
+class SuggestionTemplate:
+    key: str
+    label: str
+    orders: tuple[str, ...]
+    recommended: bool = True
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str  # "R0" ... "R10"
+    kind: str  # card kind; R7/R8 get ":<slug>" appended
+    title: str  # card-kind display
+    evaluator: str  # name in knowledge.engine's evaluator registry
+    params: dict[str, Any]
+    summary: dict[str, str]  # indicator (or "default") -> template
+    detail: str  # markdown template
+    citations: tuple[tuple[str, str], ...]  # (source id, verbatim seed fragment or source)
+    suggestions: tuple[SuggestionTemplate, ...] = ()
+    suppressed_by: tuple[str, ...] = ()  # card kinds, or "indicator:critical"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    title: str
+    kind: str  # "seed" | "clinical" | "standard"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+    required_prefetch: tuple[str, ...]
+    usage_requirements: str | None = None
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    version: str
+    label: str  # card source label
+    topic_system: str  # source.topic.system for card kinds
+    override_reasons: tuple[Coding, ...]
+    analytes: dict[str, Analyte]
+    unit_aliases: dict[str, str]  # lower-cased unit string -> UCUM code ("meq/l" -> "meq/L")
+    thresholds: dict[str, Threshold]
+    complaint: ComplaintDefinition
+    red_flags: tuple[ConditionConcept, ...]
+    known_conditions: tuple[ConditionConcept, ...]
+    hypoparathyroidism: ConditionConcept
+    drug_classes: dict[str, DrugClass]
+    ingredients: dict[str, Ingredient]  # by slug
+    products: tuple[Product, ...]
+    route_exclusions: re.Pattern[str]  # inhal|nasal|topical|cream|ophthalmic
+    orders: dict[str, Order]
+    rules: tuple[Rule, ...]
+    sources: dict[str, Source]
+    services: dict[str, ServiceDefinition]
+    # derived indexes, built by the loader
+    loinc_index: dict[str, str] = field(default_factory=dict)  # LOINC -> analyte key
+    rxnorm_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # RxCUI -> slugs
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
