@@ -1,0 +1,57 @@
+"""HTTP endpoints of CDS Hooks 2.0: discovery and service calls.
+
+https://cds-hooks.hl7.org/2.0/#discovery and https://cds-hooks.hl7.org/2.0/#calling-a-cds-service
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from cds_hooks.app import runtime
+from cds_hooks.errors import InvalidRequest, UnsupportedMediaType
+from cds_hooks.pipeline import discovery_document, run_hook
+
+api = Blueprint("cds", __name__)
+
+_JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+@api.get("/cds-services")
+def discovery() -> ResponseReturnValue:
+    """The services this endpoint offers, with their prefetch templates."""
+    return jsonify(discovery_document(runtime(current_app).kb))
+
+
+@api.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> ResponseReturnValue:
+    """Run one service on one hook request and answer with its cards."""
+    rt = runtime(current_app)
+    body = read_json_body()
+    return jsonify(run_hook(rt, service_id, body))
+
+
+def read_json_body() -> Any:
+    """The request body as JSON: 415 for another media type, 400 for malformed JSON."""
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in _JSON_TYPES:
+        shown = mimetype or "none"
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {shown}")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise InvalidRequest("request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidRequest("request body is nested too deeply") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)

@@ -1,0 +1,74 @@
+"""Resolve the data a service needs: what the EHR prefetched, else what we can fetch.
+
+Each prefetch key ends in a `KeyData` with one of three states. A required key that stays
+unavailable answers 412, as CDS Hooks 2.0 asks; optional keys degrade the answer instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cds_hooks.errors import PrefetchUnavailable
+from fhir_mapping.records import KeyData, interpret_prefetch
+from knowledge.kb import ServiceDefinition
+from knowledge.model import DataState
+
+log = logging.getLogger("lipcds.prefetch")
+
+# (service, request, {key: query}) -> {key: KeyData}; installed by the FHIR client.
+Fetcher = Callable[[ServiceDefinition, Mapping[str, Any], Mapping[str, str]], dict[str, KeyData]]
+
+
+def render_template(template: str, context: Mapping[str, Any]) -> str | None:
+    """Fill `{{context.x}}` tokens from the hook context; None when a token has no value."""
+    out = template
+    while "{{" in out:
+        start = out.index("{{")
+        end = out.find("}}", start)
+        if end < 0:
+            return None
+        token = out[start + 2 : end].strip()
+        if not token.startswith("context."):
+            return None
+        value = context.get(token.removeprefix("context."))
+        if not isinstance(value, str) or not value:
+            return None
+        out = out[:start] + value + out[end + 2 :]
+    return out
+
+
+def resolve_data(
+    service: ServiceDefinition,
+    request: Mapping[str, Any],
+    context: Mapping[str, Any],
+    fetcher: Fetcher | None = None,
+) -> dict[str, KeyData]:
+    """Every prefetch key of the service, from the request or the FHIR server."""
+    prefetch = request.get("prefetch") or {}
+    data: dict[str, KeyData] = {}
+    to_fetch: dict[str, str] = {}
+    for key, template in service.prefetch.items():
+        if key in prefetch:
+            data[key] = interpret_prefetch(key, template, prefetch[key])
+            if data[key].state is not DataState.UNAVAILABLE and data[key].next_link is None:
+                continue
+        query = render_template(template, context)
+        if query is not None:
+            to_fetch[key] = query
+        if key not in data:
+            data[key] = KeyData.unavailable(key, f"{key!r} was not prefetched")
+    if to_fetch and fetcher is not None:
+        fetched = fetcher(service, request, to_fetch)
+        for key, result in fetched.items():
+            if result.state is not DataState.UNAVAILABLE or data[key].state is DataState.UNAVAILABLE:
+                data[key] = result
+    missing = [k for k in service.required_prefetch if data[k].state is DataState.UNAVAILABLE]
+    if missing:
+        reasons = "; ".join(data[k].problem or k for k in missing)
+        raise PrefetchUnavailable(
+            f"required data unavailable: {', '.join(missing)} ({reasons})",
+            expression=[f"prefetch.{k}" for k in missing],
+        )
+    return data
