@@ -1,0 +1,128 @@
+"""Fetch-on-miss for the hook endpoints: which FHIR server we may call, and with what.
+
+`make_fetcher(settings)` builds the `Fetcher` that `resolve_data` calls with the keys the
+EHR did not (fully) prefetch. Calls go only to allow-listed `fhirServer` bases, over https
+unless a base is configured as a development server (CDS Hooks 2.0 requires https for
+production data). A refused server leaves the keys unavailable; the refusal is logged
+with the server's address, never with the access token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from cds_hooks.config import Settings
+from cds_hooks.prefetch import Fetcher
+from fhir_mapping.client import fetch_all, queries_for
+from fhir_mapping.records import KeyData, interpret_prefetch
+from knowledge.kb import ServiceDefinition
+from knowledge.model import DataState
+
+log = logging.getLogger("lipcds.fetching")
+
+
+def normalise_base(url: str) -> str:
+    """A FHIR base URL as compared with the allow-list: no trailing slash."""
+    return url.strip().rstrip("/")
+
+
+def shown(url: str) -> str:
+    """A URL safe to log: scheme, host and path only (no user info, query or fragment)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class ServerPolicy:
+    """The allow-list of FHIR servers, and which of them may be reached over plain http."""
+
+    def __init__(self, settings: Settings):
+        self.allowed = {normalise_base(u) for u in settings.fhir_allowed_servers}
+        self.insecure = {normalise_base(u) for u in settings.fhir_insecure_servers}
+        self.production = settings.is_production
+        if self.production and any(u.startswith("http://") for u in self.insecure):
+            log.warning("LIPCDS_FHIR_INSECURE_SERVERS is ignored in production: https only")
+
+    def refusal(self, base: str) -> str | None:
+        """Why `base` may not be called, or None when it may."""
+        parts = urlsplit(base)
+        if parts.username or parts.password or parts.query or parts.fragment:
+            return "a FHIR base URL may not carry credentials, a query or a fragment"
+        if base not in self.allowed:
+            return "not on the allow-list (LIPCDS_FHIR_ALLOWED_SERVERS)"
+        if parts.scheme == "https":
+            return None
+        if parts.scheme == "http" and base in self.insecure and not self.production:
+            return None
+        return "https is required for this FHIR server"
+
+
+def make_fetcher(settings: Settings) -> Fetcher:
+    """The fetcher `resolve_data` calls for keys the EHR did not prefetch."""
+    policy = ServerPolicy(settings)
+
+    def fetcher(
+        service: ServiceDefinition, request: Mapping[str, Any], to_fetch: Mapping[str, str]
+    ) -> dict[str, KeyData]:
+        prior = _paged_prefetch(service, request)
+        server = request.get("fhir_server")
+        if not server:
+            return _not_fetched(to_fetch, prior, "the request names no fhirServer")
+        base = normalise_base(server)
+        refusal = policy.refusal(base)
+        if refusal is not None:
+            log.warning("not calling FHIR server %s: %s", shown(base), refusal)
+            return _not_fetched(to_fetch, prior, f"the FHIR server {shown(base)} was refused")
+        authorization = request.get("fhir_authorization") or {}
+        return fetch_all(
+            base,
+            authorization.get("access_token"),
+            queries_for(to_fetch, prior),
+            connect_timeout=settings.fhir_connect_timeout,
+            read_timeout=settings.fhir_read_timeout,
+            deadline_seconds=settings.fhir_deadline_seconds,
+            max_pages=settings.fhir_max_pages,
+        )
+
+    return fetcher
+
+
+def install_fetching(app: Any) -> None:
+    """Give the app's runtime a fetcher built from its settings."""
+    rt = app.extensions["lipcds"]
+    rt.extras["fetcher"] = make_fetcher(rt.settings)
+
+
+def _paged_prefetch(service: ServiceDefinition, request: Mapping[str, Any]) -> dict[str, KeyData]:
+    """Prefetched keys the EHR paged (a `next` link), to continue rather than repeat."""
+    prefetch = request.get("prefetch") or {}
+    paged = {}
+    for key, template in service.prefetch.items():
+        if key in prefetch:
+            data = interpret_prefetch(key, template, prefetch[key])
+            if data.state is not DataState.UNAVAILABLE and data.next_link:
+                paged[key] = data
+    return paged
+
+
+def _not_fetched(
+    to_fetch: Mapping[str, str], prior: Mapping[str, KeyData], reason: str
+) -> dict[str, KeyData]:
+    out = {}
+    for key in to_fetch:
+        if key in prior:
+            # The first page the EHR sent stands; say that the rest could not be had.
+            out[key] = replace(
+                prior[key],
+                next_link=None,
+                issues=(*prior[key].issues, f"{key}: incomplete, more pages not fetched: {reason}"),
+            )
+        else:
+            out[key] = KeyData.unavailable(key, f"{key!r} was not prefetched and {reason}")
+    return out
