@@ -61,7 +61,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["lipcds"] = Runtime(settings=settings, kb=kb, policy=policy)
 
     from cds_hooks.api import api
+    from cds_hooks.fetching import install_fetching
 
+    install_fetching(app)  # fetch-on-miss from allow-listed FHIR servers (issue #3)
     app.register_blueprint(api)
     _register_error_handlers(app)
     log.info(
