@@ -1,0 +1,472 @@
+"""`lipcds`: run the service, try a patient against it, check the knowledge base.
+
+Every failure ends as one clear message on stderr and exit status 1 (2 for a usage
+error), never a traceback: the people running this are clinicians-in-IT and
+integration engineers, not Python developers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SERVICE = "lip-twitch-patient-view"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8085
+
+# Short names for the code systems a suggested ServiceRequest may use.
+_SYSTEM_NAMES = {
+    "http://loinc.org": "LOINC",
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://www.ama-assn.org/go/cpt": "CPT",
+}
+
+
+class CLIError(Exception):
+    """A failure to report in one line; `status` is the exit code."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lipcds` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already reported
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.handler(args)
+    except CLIError as exc:
+        _fail(str(exc))
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        message = _known_failure(exc)
+        if message is None:
+            message = f"unexpected {type(exc).__name__}: {exc} (rerun with --traceback)"
+        _fail(message)
+        return 1
+
+
+def _known_failure(exc: Exception) -> str | None:
+    """The one-line message for a failure we expect users to hit, else None."""
+    from cds_hooks.config import ConfigError
+    from knowledge import KnowledgeError
+    from knowledge.policy import PolicyError
+
+    if isinstance(exc, KnowledgeError):
+        return "the knowledge base is broken:\n" + "\n".join(f"  {p}" for p in exc.problems)
+    if isinstance(exc, ConfigError):
+        return f"configuration error: {exc}"
+    if isinstance(exc, PolicyError):
+        return f"threshold policy error: {exc}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
+
+
+def _fail(message: str) -> None:
+    print(f"lipcds: {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lipcds",
+        description="CDS Hooks service for lip and facial twitching.",
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the Python traceback of a failure"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind ({DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+        help="gunicorn worker processes (default: $WEB_CONCURRENCY or 2)",
+    )
+    serve.add_argument(
+        "--dev", action="store_true", help="Flask's development server instead of gunicorn"
+    )
+    serve.set_defaults(handler=serve_command)
+
+    invoke = commands.add_parser(
+        "invoke",
+        help="run one patient through a service in-process and print the cards",
+        description=(
+            "Run a patient through the service in this process (no server, authentication "
+            "off for this call only). INPUT is a JSON file holding a FHIR Bundle "
+            "(collection, searchset or transaction) or a complete CDS Hooks request, "
+            "'-' for standard input, or demo:NAME for a bundled demo patient."
+        ),
+    )
+    invoke.add_argument("input", metavar="INPUT", help="FILE, '-' or demo:NAME")
+    invoke.add_argument(
+        "--service", help=f"service id (default: {DEFAULT_SERVICE}, or the one for the hook)"
+    )
+    invoke.add_argument(
+        "--now", type=_parse_now, help="evaluation time, ISO 8601 (default: the current time)"
+    )
+    invoke.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
+    invoke.set_defaults(handler=invoke_command)
+
+    demo = commands.add_parser("demo", help="the bundled demo patients")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    demo_list = demo_commands.add_parser("list", help="list the demo patients")
+    demo_list.set_defaults(handler=demo_list_command)
+    demo_show = demo_commands.add_parser("show", help="print a demo patient as JSON")
+    demo_show.add_argument("name", metavar="NAME")
+    demo_show.add_argument(
+        "--as",
+        dest="form",
+        choices=("bundle", "transaction", "request"),
+        default="bundle",
+        help="a collection Bundle (default), a transaction for a FHIR server, "
+        "or a patient-view hook request",
+    )
+    demo_show.add_argument("--now", type=_parse_now, help="date the patient as of this time")
+    demo_show.set_defaults(handler=demo_show_command)
+
+    knowledge = commands.add_parser("knowledge", help="the clinical knowledge base")
+    knowledge_commands = knowledge.add_subparsers(
+        dest="knowledge_command", required=True, metavar="ACTION"
+    )
+    check = knowledge_commands.add_parser(
+        "check", help="load and validate the knowledge base, list its rules"
+    )
+    check.add_argument("--dir", help="knowledge directory (default: the packaged one)")
+    check.set_defaults(handler=knowledge_check_command)
+
+    # The store's commands define their own arguments (cds_hooks.report); they are
+    # handed the rest of the command line, so this parser need not know them.
+    report = commands.add_parser(
+        "report", help="governance report of issued cards and feedback", add_help=False
+    )
+    report.add_argument("rest", nargs=argparse.REMAINDER)
+    report.set_defaults(handler=report_command)
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="bring the database schema up to date", add_help=False
+    )
+    upgrade.add_argument("rest", nargs=argparse.REMAINDER)
+    upgrade.set_defaults(handler=db_upgrade_command)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _parse_now(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-03-01T09:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Serve HTTP: gunicorn by default, Flask's own server with --dev."""
+    from cds_hooks import create_app
+
+    # Build the app once here so a bad setting or knowledge file stops us with one line,
+    # before any worker starts (and fails to boot with a traceback in the log).
+    app = create_app()
+    if args.dev:
+        app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+        return 0
+    del app  # each gunicorn worker builds its own (database pools must not cross a fork)
+    _gunicorn_application(
+        {
+            "bind": f"{_bind_host(args.host)}:{args.port}",
+            "workers": args.workers,
+            "accesslog": "-",
+            "errorlog": "-",
+            "proc_name": "lipcds",
+        }
+    ).run()
+    return 0
+
+
+def _bind_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _gunicorn_application(options: dict[str, Any]) -> Any:
+    from gunicorn.app.base import BaseApplication
+
+    class LipcdsApplication(BaseApplication):
+        """gunicorn serving `cds_hooks:create_app()`, configured from our options only."""
+
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from cds_hooks import create_app
+
+            return create_app()
+
+    return LipcdsApplication()
+
+
+# -- invoke ------------------------------------------------------------------------------------
+
+
+def invoke_command(args: argparse.Namespace) -> int:
+    """Run one patient through a service in-process and print its cards."""
+    from cds_hooks import create_app
+    from cds_hooks.app import runtime
+
+    document, label = _read_input(args.input, args.now)
+    config: dict[str, Any] = {
+        # In-process only: this call never opens a socket, so nobody else can reach the
+        # unauthenticated service. The server's own settings are not touched.
+        "env": "development",
+        "auth_mode": "disabled",
+        "log_level": "ERROR",
+    }
+    if args.now is not None:
+        now = args.now
+        config["clock"] = lambda: now
+    app = create_app(config)
+    kb = runtime(app).kb
+    request, service_id = _hook_request(document, label, args.service, kb)
+
+    response = app.test_client().post(f"/cds-services/{service_id}", json=request)
+    body = response.get_json(silent=True)
+    if args.json:
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+        return 0 if response.status_code == 200 else 1
+    if response.status_code != 200:
+        _print_error(response.status_code, response.status, body)
+        return 1
+    print(format_cards(body, service_id, request["context"].get("patientId")))
+    return 0
+
+
+def _read_input(source: str, now: datetime | None) -> tuple[Any, str]:
+    """The JSON document named by INPUT, and a label for messages."""
+    if source.startswith("demo:"):
+        from cds_hooks.demo import DemoError, load_demo
+
+        name = source.removeprefix("demo:")
+        try:
+            return load_demo(name, now=now), source
+        except DemoError as exc:
+            raise CLIError(str(exc)) from None
+    if source == "-":
+        text, label = sys.stdin.read(), "standard input"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CLIError(f"{source}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"{source}: cannot be read ({exc})") from None
+        label = source
+    try:
+        return json.loads(text), label
+    except json.JSONDecodeError as exc:
+        raise CLIError(
+            f"{label}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def _hook_request(
+    document: Any, label: str, service_id: str | None, kb: Any
+) -> tuple[dict[str, Any], str]:
+    """A hook request for the document, and the service to send it to."""
+    from cds_hooks.demo import DemoError, hook_request
+
+    if not isinstance(document, dict):
+        raise CLIError(f"{label}: expected a JSON object")
+    if "hook" in document and "context" in document:  # already a CDS Hooks request
+        if service_id is None:
+            hook = document.get("hook")
+            matches = [s.id for s in kb.services.values() if s.hook == hook]
+            service_id = (
+                DEFAULT_SERVICE if DEFAULT_SERVICE in matches or not matches else matches[0]
+            )
+        return document, service_id
+    if document.get("resourceType") != "Bundle":
+        found = document.get("resourceType") or "JSON object without resourceType"
+        raise CLIError(f"{label}: expected a FHIR Bundle or a CDS Hooks request, not a {found}")
+    service_id = service_id or DEFAULT_SERVICE
+    service = kb.services.get(service_id)
+    if service is None:
+        known = ", ".join(sorted(kb.services))
+        raise CLIError(f"no CDS service with id {service_id!r} (known: {known})")
+    try:
+        return hook_request(document, service_id, templates=service.prefetch), service_id
+    except DemoError as exc:
+        raise CLIError(f"{label}: {exc}") from None
+
+
+def _print_error(status: int, status_text: str, body: Any) -> None:
+    print(f"lipcds: the service answered HTTP {status_text}", file=sys.stderr)
+    issues = body.get("issue", []) if isinstance(body, dict) else []
+    for issue in issues:
+        print(
+            f"  {issue.get('severity', 'error')}: {issue.get('diagnostics', '')}", file=sys.stderr
+        )
+    if not issues:
+        print(f"  (no OperationOutcome in the {status} answer)", file=sys.stderr)
+
+
+def format_cards(response: dict[str, Any], service_id: str, patient_id: str | None) -> str:
+    """The cards of a CDS Hooks response as text for a terminal."""
+    cards = response.get("cards", [])
+    who = f"Patient/{patient_id}" if patient_id else "the patient"
+    if not cards:
+        return f"{service_id}: no cards for {who}."
+    noun = "card" if len(cards) == 1 else "cards"
+    lines = [f"{service_id}: {len(cards)} {noun} for {who}"]
+    for number, card in enumerate(cards, start=1):
+        topic = (card.get("source") or {}).get("topic") or {}
+        lines.append("")
+        heading = f"[{number}] {card.get('indicator', '?').upper()}"
+        if topic.get("code"):
+            heading += f"  {topic['code']}"
+        lines.append(heading)
+        lines.append(f"    {card.get('summary', '')}")
+        if card.get("detail"):
+            lines.append("")
+            lines.append(textwrap.indent(card["detail"].rstrip(), "    ", lambda _: True))
+        suggestions = card.get("suggestions") or []
+        if suggestions:
+            lines.append("")
+            lines.append("    Suggestions:")
+        for suggestion in suggestions:
+            flag = " (recommended)" if suggestion.get("isRecommended") else ""
+            lines.append(f"      * {suggestion.get('label', '')}{flag}")
+            for action in suggestion.get("actions") or []:
+                lines.append(f"          - {_describe_action(action)}")
+        for link in card.get("links") or []:
+            lines.append(f"    Link: {link.get('label', '')} <{link.get('url', '')}>")
+    return "\n".join(lines)
+
+
+def _describe_action(action: dict[str, Any]) -> str:
+    text = f"{action.get('type', '?')}: {action.get('description', '')}"
+    resource = action.get("resource") or {}
+    code = resource.get("code") or {}
+    codings = [c for c in code.get("coding") or [] if c.get("code")]
+    if codings:
+        coding = codings[0]
+        system = _SYSTEM_NAMES.get(coding.get("system", ""), coding.get("system", ""))
+        text += f"  [{resource.get('resourceType', '')} {system} {coding['code']}]"
+    elif code.get("text"):
+        text += f'  [{resource.get("resourceType", "")} "{code["text"]}"]'
+    return text
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def demo_list_command(args: argparse.Namespace) -> int:
+    from cds_hooks.demo import list_demos
+
+    for name in list_demos():
+        print(name)
+    return 0
+
+
+def demo_show_command(args: argparse.Namespace) -> int:
+    from cds_hooks.demo import DemoError, as_transaction, hook_request, load_demo
+
+    try:
+        bundle = load_demo(args.name, now=args.now)
+    except DemoError as exc:
+        raise CLIError(str(exc)) from None
+    shown: dict[str, Any] = {
+        "bundle": lambda: bundle,
+        "transaction": lambda: as_transaction(bundle),
+        "request": lambda: hook_request(bundle),
+    }[args.form]()
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    return 0
+
+
+# -- knowledge ---------------------------------------------------------------------------------
+
+
+def knowledge_check_command(args: argparse.Namespace) -> int:
+    """Load the knowledge base as start-up would; list its rules."""
+    from knowledge import load_knowledge_base
+    from knowledge.describe import format_rule_listing
+
+    if args.dir is not None and not Path(args.dir).is_dir():
+        raise CLIError(f"{args.dir}: no such directory")
+    kb = load_knowledge_base(args.dir)
+    where = args.dir or "packaged knowledge/data"
+    print(f"knowledge base OK: version {kb.version} ({where})")
+    print()
+    print(format_rule_listing(kb), end="")
+    return 0
+
+
+# -- store commands, defined by cds_hooks.report -----------------------------------------------
+
+
+def report_command(args: argparse.Namespace) -> int:
+    return _delegate("report", "report_command", ["report"], args.rest)
+
+
+def db_upgrade_command(args: argparse.Namespace) -> int:
+    return _delegate("db upgrade", "db_upgrade_command", ["db", "upgrade"], args.rest)
+
+
+def _delegate(name: str, function: str, words: list[str], rest: list[str]) -> int:
+    """Hand a store command to `cds_hooks.report`, which owns its arguments."""
+    try:
+        module = importlib.import_module("cds_hooks.report")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cds_hooks.report":
+            raise
+        raise CLIError(f"'{name}' is not available in this build") from None
+    command: Callable[[argparse.Namespace], int | None] | None = getattr(module, function, None)
+    if command is None:
+        raise CLIError(f"'{name}' is not available in this build")
+    parser = argparse.ArgumentParser(prog="lipcds " + " ".join(words))
+    add_arguments = getattr(module, f"add_{function.removesuffix('_command')}_arguments", None)
+    if add_arguments is not None:
+        add_arguments(parser)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    status = command(args)
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
