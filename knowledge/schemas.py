@@ -402,7 +402,8 @@ def _no_html(text: str) -> None:
 
 
 class RuleSchema(_Strict):
-    id = _named(r"^R\d+$", "not a rule id like R3")
+    # R0-R10 are the clinical rules; D-rules report on the data itself (unavailable areas).
+    id = _named(r"^[RD]\d+$", "not a rule id like R3 or D1")
     kind = _named(KEBAB, "not a kebab-case kind")
     title = _text()
     evaluator = _named(SNAKE, "not an evaluator name")
@@ -412,7 +413,8 @@ class RuleSchema(_Strict):
     summary = fields.Dict(
         keys=fields.String(validate=validate.OneOf((*INDICATORS, "default"))),
         # CDS Hooks 2.0: summary "<140 characters"
-        values=fields.String(validate=validate.Length(min=1, max=139)),
+        values=fields.String(validate=validate.Length(
+            min=1, max=139, error="must be 1 to 139 characters long (CDS Hooks: under 140)")),
         required=True,
         validate=validate.Length(min=1),
     )
