@@ -1,0 +1,165 @@
+"""Replay protection for the EHR's JWT: each (issuer, jti) is accepted once while it is valid.
+
+The seen-set must be shared by every worker and replica, so it lives in Redis when one is
+configured and in the service's database otherwise. Keys are hashes of issuer and jti: the
+jti is not a secret, but hashing bounds the key length whatever the EHR sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    insert,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+log = logging.getLogger("lipcds.auth.replay")
+
+# Own metadata, not the store's: the table is created here with checkfirst until it is
+# folded into the store's Alembic migrations.
+metadata = MetaData()
+
+jwt_replay = Table(
+    "jwt_replay",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False, index=True),  # Unix seconds, UTC
+)
+
+_PURGE_INTERVAL_SECONDS = 300
+
+
+class ReplayGuardUnavailable(RuntimeError):
+    """The shared seen-set cannot be reached; the caller must refuse the request."""
+
+
+class ReplayGuard(Protocol):
+    def claim(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Record (issuer, jti) until `expires_at`; True if it was not seen before."""
+        ...
+
+
+def replay_key(issuer: str, jti: str) -> str:
+    # The separator keeps ("ab", "c") and ("a", "bc") apart.
+    return hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
+
+
+class RedisReplayGuard:
+    """SET NX with an expiry: atomic across every process that shares the Redis."""
+
+    prefix = "lipcds:jti:"
+
+    def __init__(self, client: Any, clock: Callable[[], datetime]):
+        self._client = client
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, clock: Callable[[], datetime]) -> RedisReplayGuard:
+        import redis  # optional dependency (the `redis` extra)
+
+        client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        return cls(client, clock)
+
+    def claim(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        # A relative TTL from our clock, not EXAT: Redis's clock and ours may differ.
+        ttl = max(1, math.ceil((expires_at - self._clock()).total_seconds()))
+        try:
+            created = self._client.set(self.prefix + replay_key(issuer, jti), b"1", nx=True, ex=ttl)
+        except Exception as exc:  # redis.RedisError and socket errors alike
+            raise ReplayGuardUnavailable(f"redis: {type(exc).__name__}") from None
+        return bool(created)
+
+
+class DatabaseReplayGuard:
+    """A row per (issuer, jti); the primary key makes the second insert fail everywhere."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]):
+        self._engine = engine
+        self._clock = clock
+        self._purge_lock = threading.Lock()
+        self._next_purge = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, clock: Callable[[], datetime]) -> DatabaseReplayGuard:
+        _ensure_sqlite_directory(url)
+        engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(engine, checkfirst=True)
+        return cls(engine, clock)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def claim(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        now = self._clock().timestamp()
+        key = replay_key(issuer, jti)
+        expires = math.ceil(expires_at.timestamp())
+        self._purge_now_and_then(now)
+        try:
+            if self._insert(key, expires):
+                return True
+            # Seen before; a row that has outlived its token no longer counts.
+            with self._engine.begin() as conn:
+                removed = conn.execute(
+                    delete(jwt_replay).where(
+                        jwt_replay.c.key_hash == key, jwt_replay.c.expires_at < now
+                    )
+                ).rowcount
+            return bool(removed) and self._insert(key, expires)
+        except Exception as exc:  # OperationalError and driver errors: fail closed
+            raise ReplayGuardUnavailable(f"database: {type(exc).__name__}") from None
+
+    def _insert(self, key: str, expires: int) -> bool:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(jwt_replay).values(key_hash=key, expires_at=expires))
+        except IntegrityError:
+            return False
+        return True
+
+    def _purge_now_and_then(self, now: float) -> None:
+        # One purge per interval per process; a failed purge is retried next interval.
+        if now < self._next_purge or not self._purge_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_purge = now + _PURGE_INTERVAL_SECONDS
+            with self._engine.begin() as conn:
+                removed = conn.execute(delete(jwt_replay).where(jwt_replay.c.expires_at < now))
+            if removed.rowcount:
+                log.debug("purged %d expired jti records", removed.rowcount)
+        except Exception as exc:
+            log.warning("could not purge expired jti records: %s", type(exc).__name__)
+        finally:
+            self._purge_lock.release()
+
+
+def build_replay_guard(
+    redis_url: str | None, database_url: str, clock: Callable[[], datetime]
+) -> ReplayGuard:
+    """Redis when configured, else the database the store uses."""
+    if redis_url:
+        return RedisReplayGuard.from_url(redis_url, clock)
+    return DatabaseReplayGuard.from_url(database_url, clock)
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
