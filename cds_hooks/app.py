@@ -61,10 +61,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["lipcds"] = Runtime(settings=settings, kb=kb, policy=policy)
 
     from cds_hooks.api import api
+    from cds_hooks.auth import install_auth
     from cds_hooks.fetching import install_fetching
 
     install_fetching(app)  # fetch-on-miss from allow-listed FHIR servers (issue #3)
     app.register_blueprint(api)
+    install_auth(app, settings)  # JWT of the EHR, CORS, token-free logs (issue #5)
+    # -- issue #6: per-site policy, the store of issued cards, feedback --
+    from cds_hooks.feedback import feedback_api
+    from cds_hooks.sites import install_site_policies
+    from cds_hooks.store import install_store
+
+    install_site_policies(app)
+    install_store(app)
+    app.register_blueprint(feedback_api)
+    # -- end issue #6 --
     _register_error_handlers(app)
     log.info(
         "lipcds ready: knowledge base %s, %d services, env=%s",

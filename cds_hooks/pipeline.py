@@ -147,6 +147,10 @@ def run_hook(
     result = HANDLERS[service.hook](call)
     for listener in rt.extras.get("on_result", ()):
         listener(call, result)
+    # Shadow mode (issue #6): the listeners recorded the cards; the site sees none yet.
+    shadow = rt.extras.get("shadow")
+    if shadow is not None and shadow(issuer, tenant):
+        return {"cards": []}
     return result.response()
 
 
