@@ -62,7 +62,10 @@ def resolve_data(
     if to_fetch and fetcher is not None:
         fetched = fetcher(service, request, to_fetch)
         for key, result in fetched.items():
-            if result.state is not DataState.UNAVAILABLE or data[key].state is DataState.UNAVAILABLE:
+            if (
+                result.state is not DataState.UNAVAILABLE
+                or data[key].state is DataState.UNAVAILABLE
+            ):
                 data[key] = result
     missing = [k for k in service.required_prefetch if data[k].state is DataState.UNAVAILABLE]
     if missing:

@@ -1,0 +1,645 @@
+"""FHIR resources → facts, by the pre-processing rules P1-P8 of the clinical reference (§4).
+
+Select before you validate: each resource is first matched on its raw JSON (codes, text),
+and only the ones a rule needs are validated with the R4B models. A resource that fails
+validation is skipped and named in a `DataIssue`, which the cards quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.medication import Medication
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
+
+from fhir_mapping.dates import age_in_years, parse_fhir_datetime
+from fhir_mapping.medications import MedicationMatcher
+from fhir_mapping.records import KeyData
+from knowledge.codes import LOINC, matches, normalise_code, normalise_system
+from knowledge.kb import Analyte, CodeMatcher, ConditionConcept, KnowledgeBase
+from knowledge.model import (
+    ConditionFact,
+    DataIssue,
+    DataState,
+    Indicator,
+    LabResult,
+    MedicationUse,
+    PatientFacts,
+    RedFlag,
+    UnusableLab,
+)
+from knowledge.units import infer_unit, normalise_unit, to_canonical
+
+_ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+_EXCLUDED_VERIFICATION = {"entered-in-error", "refuted"}
+_USABLE_LAB_STATUS = {"final", "amended", "corrected", "preliminary"}
+_ACTIVE_REQUEST = {"active", "on-hold"}
+_ACTIVE_STATEMENT = {"active", "intended"}
+# Words that negate a finding written in free text ("no facial droop", "denies dysphagia").
+_NEGATION = re.compile(
+    r"\b(no|not|denies|denied|without|negative for|absence of|free of)\b[^.;,]{0,30}$", re.I
+)
+
+# Data areas and the prefetch keys that feed them.
+AREAS = {
+    "patient": ("patient",),
+    "conditions": ("conditions",),
+    "labs": ("labs",),
+    "medications": ("medRequests", "medStatements"),
+}
+
+
+def extract_facts(
+    data: Mapping[str, KeyData],
+    kb: KnowledgeBase,
+    *,
+    now: datetime,
+    patient_id: str | None = None,
+    matcher: MedicationMatcher | None = None,
+) -> PatientFacts:
+    """The facts the rules need, from the resolved prefetch keys of one hook call."""
+    issues: list[DataIssue] = []
+    availability = {area: _area_state(data, keys) for area, keys in AREAS.items()}
+    for area, keys in AREAS.items():
+        for key in keys:
+            if key in data:
+                issues.extend(DataIssue(area, text) for text in data[key].issues)
+                if data[key].state is DataState.UNAVAILABLE and data[key].problem:
+                    issues.append(DataIssue(area, data[key].problem))
+
+    conditions = _resources(data, ("conditions",), "Condition")
+    condition_facts = ConditionReader(kb, issues).read(conditions)
+    labs, unusable = LabReader(kb, issues).read(_resources(data, ("labs",), "Observation"))
+    matcher = matcher or MedicationMatcher(kb)
+    medications = MedicationReader(kb, matcher, issues).read(
+        _resources(data, ("medRequests",), "MedicationRequest"),
+        _resources(data, ("medStatements",), "MedicationStatement"),
+        _resources(data, ("medRequests", "medStatements"), "Medication"),
+    )
+    age = _age(_resources(data, ("patient",), "Patient"), now, issues)
+    return PatientFacts(
+        evaluated_at=now,
+        patient_id=patient_id,
+        age_years=age,
+        complaints=condition_facts.complaints,
+        red_flags=condition_facts.red_flags,
+        known_conditions=condition_facts.known,
+        hypoparathyroidism=condition_facts.hypoparathyroidism,
+        labs=tuple(labs),
+        unusable_labs=tuple(unusable),
+        medications=tuple(medications),
+        issues=tuple(issues),
+        availability=availability,
+    )
+
+
+def _area_state(data: Mapping[str, KeyData], keys: Iterable[str]) -> DataState:
+    states = [data[k].state for k in keys if k in data]
+    if not states or DataState.UNAVAILABLE in states:
+        return DataState.UNAVAILABLE
+    return DataState.PRESENT if DataState.PRESENT in states else DataState.EMPTY
+
+
+def _resources(data: Mapping[str, KeyData], keys: Iterable[str], rtype: str) -> list[dict]:
+    return [
+        r for k in keys if k in data for r in data[k].resources if r.get("resourceType") == rtype
+    ]
+
+
+def reference_of(resource: Mapping[str, Any]) -> str | None:
+    rid = resource.get("id")
+    return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) and rid else None
+
+
+def validation_problem(model: Any, resource: dict) -> str | None:
+    """None when the resource is valid R4 (R4B models); else where it is not, without values."""
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "resource"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"not a valid FHIR R4 {resource.get('resourceType')}: {where}: {first['type']}{more}"
+    except (TypeError, ValueError) as exc:  # malformed beyond pydantic's own reporting
+        return f"not a valid FHIR R4 {resource.get('resourceType')}: {type(exc).__name__}"
+    return None
+
+
+def _codings(concept: Any) -> list[tuple[str, str, str]]:
+    """(normalised system, normalised code, display) of a CodeableConcept's codings."""
+    out = []
+    if isinstance(concept, dict):
+        for coding in concept.get("coding", []) or []:
+            if not isinstance(coding, dict):
+                continue
+            system = normalise_system(coding.get("system"))
+            code = coding.get("code")
+            if system and isinstance(code, str):
+                out.append((system, normalise_code(system, code), str(coding.get("display") or "")))
+    return out
+
+
+def _texts(concept: Any) -> list[str]:
+    texts = []
+    if isinstance(concept, dict):
+        if isinstance(concept.get("text"), str):
+            texts.append(concept["text"])
+        texts.extend(d for _, _, d in _codings(concept) if d)
+    return texts
+
+
+def _notes(resource: Mapping[str, Any]) -> list[str]:
+    return [
+        n["text"]
+        for n in resource.get("note", []) or []
+        if isinstance(n, dict) and isinstance(n.get("text"), str)
+    ]
+
+
+def _status_code(concept: Any) -> str | None:
+    for _, code, _ in _codings(concept):
+        return code
+    if isinstance(concept, dict) and isinstance(concept.get("text"), str):
+        return concept["text"].strip().lower()
+    return None
+
+
+def _codes_match(matchers: Iterable[CodeMatcher], codings: list[tuple[str, str, str]]) -> bool:
+    return any(matches(m, system, code) for m in matchers for system, code, _ in codings)
+
+
+def find_affirmed(pattern: re.Pattern[str] | None, texts: Iterable[str]) -> str | None:
+    """The first match of `pattern` in `texts` that is not negated just before it."""
+    if pattern is None:
+        return None
+    for text in texts:
+        for found in pattern.finditer(text):
+            if not _NEGATION.search(text[: found.start()]):
+                return text
+    return None
+
+
+class _ConditionFacts:
+    def __init__(self) -> None:
+        self.complaints: tuple[ConditionFact, ...] = ()
+        self.red_flags: tuple[RedFlag, ...] = ()
+        self.known: tuple[ConditionFact, ...] = ()
+        self.hypoparathyroidism: tuple[ConditionFact, ...] = ()
+
+
+class ConditionReader:
+    """P1 (complaint), P7 (red flags, known conditions) and P8 (onset) over Conditions."""
+
+    def __init__(self, kb: KnowledgeBase, issues: list[DataIssue]):
+        self.kb = kb
+        self.issues = issues
+
+    def read(self, conditions: list[dict]) -> _ConditionFacts:
+        out = _ConditionFacts()
+        complaints: list[ConditionFact] = []
+        flags: dict[str, RedFlag] = {}
+        known: list[ConditionFact] = []
+        hypopara: list[ConditionFact] = []
+        for resource in conditions:
+            if not self._counts(resource):
+                continue
+            codings = _codings(resource.get("code"))
+            texts = _texts(resource.get("code"))
+            notes = _notes(resource)
+            is_complaint = self._is_complaint(codings, [*texts, *notes])
+            flag_hits = self._red_flags(codings, [*texts, *notes])
+            known_hits = [
+                c for c in self.kb.known_conditions if self._concept_hit(c, codings, texts)
+            ]
+            hypo_hit = self._concept_hit(self.kb.hypoparathyroidism, codings, texts)
+            if not (is_complaint or flag_hits or known_hits or hypo_hit):
+                continue
+            problem = validation_problem(Condition, resource)
+            if problem:
+                ref = reference_of(resource)
+                self.issues.append(
+                    DataIssue("conditions", f"{ref or 'a Condition'}: {problem}", ref)
+                )
+                continue
+            text = texts[0] if texts else "(no text)"
+            ref = reference_of(resource)
+            onset = _onset(resource)
+            if is_complaint:
+                complaints.append(
+                    ConditionFact(
+                        "complaint",
+                        "Lip or facial twitching",
+                        text,
+                        ref,
+                        onset,
+                        _body_site(resource),
+                    )
+                )
+                if find_affirmed(re.compile(r"spread", re.I), [*texts, *notes]):
+                    flag_hits.append((self._flag("spreading"), text, "text"))
+            for concept, evidence, how in flag_hits:
+                if concept is not None and concept.key not in flags:
+                    flags[concept.key] = RedFlag(
+                        concept.key,
+                        concept.label,
+                        Indicator.parse(concept.severity or "warning"),
+                        evidence,
+                        ref,
+                        how,
+                    )
+            for concept in known_hits:
+                known.append(ConditionFact(concept.key, concept.label, text, ref, onset))
+            if hypo_hit:
+                hypopara.append(
+                    ConditionFact(
+                        "hypoparathyroidism", self.kb.hypoparathyroidism.label, text, ref, onset
+                    )
+                )
+        sites = {c.body_site.lower() for c in complaints if c.body_site}
+        spreading = self._flag("spreading")
+        if len(sites) > 1 and spreading is not None and "spreading" not in flags:
+            flags["spreading"] = RedFlag(
+                "spreading",
+                spreading.label,
+                Indicator.parse(spreading.severity or "warning"),
+                "twitching recorded at " + " and ".join(sorted(sites)),
+                None,
+                "rule",
+            )
+        out.complaints = tuple(complaints)
+        out.red_flags = tuple(flags.values())
+        out.known = tuple(known)
+        out.hypoparathyroidism = tuple(hypopara)
+        return out
+
+    def _counts(self, resource: dict) -> bool:
+        """P1/P7 status filter: active (or no status and no abatement), not refuted."""
+        verification = _status_code(resource.get("verificationStatus"))
+        if verification in _EXCLUDED_VERIFICATION:
+            return False
+        clinical = _status_code(resource.get("clinicalStatus"))
+        if clinical is None:
+            return not any(k.startswith("abatement") for k in resource)
+        return clinical in _ACTIVE_CLINICAL
+
+    def _is_complaint(self, codings: list[tuple[str, str, str]], texts: list[str]) -> bool:
+        complaint = self.kb.complaint
+        if _codes_match(complaint.codes, codings):
+            return True
+        lip_or_face = any(complaint.site.search(t) for t in texts)
+        if _codes_match(complaint.codes_needing_text, codings) and lip_or_face:
+            return True
+        for text in texts:
+            if complaint.phrases.search(text):
+                return True
+            if complaint.movement.search(text) and complaint.site.search(text):
+                return True
+        return False
+
+    def _red_flags(
+        self, codings: list[tuple[str, str, str]], texts: list[str]
+    ) -> list[tuple[ConditionConcept | None, str, str]]:
+        """(concept, the words that show it, "code" or "text") per red flag found."""
+        hits: list[tuple[ConditionConcept | None, str, str]] = []
+        for concept in self.kb.red_flags:
+            if _codes_match(concept.codes, codings):
+                hits.append((concept, texts[0] if texts else concept.label, "code"))
+                continue
+            evidence = find_affirmed(concept.text, texts)
+            if evidence:
+                hits.append((concept, evidence, "text"))
+        return hits
+
+    @staticmethod
+    def _concept_hit(concept: ConditionConcept, codings: list, texts: list[str]) -> bool:
+        return _codes_match(concept.codes, codings) or bool(find_affirmed(concept.text, texts))
+
+    def _flag(self, key: str) -> ConditionConcept | None:
+        return next((c for c in self.kb.red_flags if c.key == key), None)
+
+
+def _onset(resource: Mapping[str, Any]) -> datetime | None:
+    """P8: onsetDateTime, else onsetPeriod.start, else recordedDate."""
+    period = resource.get("onsetPeriod")
+    return (
+        parse_fhir_datetime(resource.get("onsetDateTime"))
+        or (parse_fhir_datetime(period.get("start")) if isinstance(period, dict) else None)
+        or parse_fhir_datetime(resource.get("recordedDate"))
+    )
+
+
+def _body_site(resource: Mapping[str, Any]) -> str | None:
+    for site in resource.get("bodySite", []) or []:
+        texts = _texts(site)
+        if texts:
+            return texts[0]
+    return None
+
+
+class LabReader:
+    """P2 (usable), P3 (identity) and the unit rules of §1.2, per Observation."""
+
+    def __init__(self, kb: KnowledgeBase, issues: list[DataIssue]):
+        self.kb = kb
+        self.issues = issues
+        self._by_name = [a for a in kb.analytes.values() if a.name_pattern is not None]
+
+    def read(self, observations: list[dict]) -> tuple[list[LabResult], list[UnusableLab]]:
+        usable: list[LabResult] = []
+        unusable: list[UnusableLab] = []
+        for resource in observations:
+            identity = self._identify(resource)
+            if identity is None:
+                continue
+            analyte, loinc, by_name = identity
+            status = resource.get("status")
+            if status not in _USABLE_LAB_STATUS:
+                continue  # entered-in-error, cancelled, registered, unknown: not a result
+            result = self._read_one(resource, analyte, loinc, by_name)
+            if isinstance(result, LabResult):
+                usable.append(result)
+            else:
+                unusable.append(result)
+        return usable, unusable
+
+    def _identify(self, resource: dict) -> tuple[Analyte, str | None, bool] | None:
+        codings = _codings(resource.get("code"))
+        loincs = [code for system, code, _ in codings if system == LOINC]
+        for code in loincs:
+            key = self.kb.loinc_index.get(code)
+            if key is not None:
+                return self.kb.analytes[key], code, False
+        if loincs:
+            return None  # a LOINC test that is not one of ours
+        for text in _texts(resource.get("code")):
+            for analyte in self._by_name:
+                if analyte.name_pattern.search(text) and not (
+                    analyte.name_exclude and analyte.name_exclude.search(text)
+                ):
+                    return analyte, None, True
+        return None
+
+    def _read_one(
+        self, resource: dict, analyte: Analyte, loinc: str | None, by_name: bool
+    ) -> LabResult | UnusableLab:
+        ref = reference_of(resource)
+        effective = _effective(resource)
+        display = (_texts(resource.get("code")) or [analyte.display])[0]
+
+        def unusable(reason: str) -> UnusableLab:
+            return UnusableLab(analyte.key, reason, ref, effective, display)
+
+        problem = validation_problem(Observation, resource)
+        if problem:
+            self.issues.append(DataIssue("labs", f"{ref or 'an Observation'}: {problem}", ref))
+            return unusable(problem)
+        if "dataAbsentReason" in resource:
+            reason = (_texts(resource["dataAbsentReason"]) or ["no reason given"])[0]
+            return unusable(f"no value ({reason})")
+        quantity = resource.get("valueQuantity")
+        value = quantity.get("value") if isinstance(quantity, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return unusable("no numeric value")
+        if effective is None:
+            return unusable("no date")
+        raw_unit = quantity.get("code") or quantity.get("unit")
+        unit = normalise_unit(raw_unit, self.kb)
+        if unit is None and raw_unit:
+            unit = normalise_unit(quantity.get("unit"), self.kb)  # a local code, a UCUM unit text
+        inferred = False
+        if unit is None:
+            unit = self._range_unit(resource) or infer_unit(analyte, loinc, float(value))
+            inferred = unit is not None
+        if unit is None:
+            what = f"unit {raw_unit!r} is not known" if raw_unit else "no unit"
+            return unusable(f"{what}, and it cannot be inferred")
+        canonical = to_canonical(analyte, float(value), unit)
+        if canonical is None:
+            return unusable(f"unit {unit} cannot be converted to {analyte.canonical_unit}")
+        low, high = self._reference_range(resource, analyte, unit)
+        return LabResult(
+            analyte=analyte.key,
+            value=canonical,
+            unit=analyte.canonical_unit,
+            reported_value=float(value),
+            reported_unit=_unit_text(quantity) if not inferred else unit,
+            effective=effective,
+            status=resource["status"],
+            reference=ref,
+            loinc=loinc,
+            reference_low=low,
+            reference_high=high,
+            matched_by_name=by_name,
+            unit_inferred=inferred,
+            display=display,
+        )
+
+    def _range_unit(self, resource: dict) -> str | None:
+        for rng in resource.get("referenceRange", []) or []:
+            for bound in ("low", "high"):
+                quantity = rng.get(bound) if isinstance(rng, dict) else None
+                if isinstance(quantity, dict):
+                    unit = normalise_unit(quantity.get("code") or quantity.get("unit"), self.kb)
+                    if unit:
+                        return unit
+        return None
+
+    def _reference_range(
+        self, resource: dict, analyte: Analyte, result_unit: str
+    ) -> tuple[float | None, float | None]:
+        """The lab's own normal range in canonical units; a range we cannot convert is dropped."""
+        for rng in resource.get("referenceRange", []) or []:
+            if not isinstance(rng, dict):
+                continue
+            range_type = _status_code(rng.get("type"))
+            if range_type not in (None, "normal"):
+                continue
+            bounds = []
+            for bound in ("low", "high"):
+                quantity = rng.get(bound)
+                value = quantity.get("value") if isinstance(quantity, dict) else None
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    bounds.append(None)
+                    continue
+                unit = normalise_unit(quantity.get("code") or quantity.get("unit"), self.kb)
+                bounds.append(to_canonical(analyte, float(value), unit or result_unit))
+            if any(b is not None for b in bounds):
+                return bounds[0], bounds[1]
+        return None, None
+
+
+def _unit_text(quantity: Mapping[str, Any]) -> str:
+    """The unit as the lab wrote it for people (`unit`), else its code: "mEq/L", not "meq/L"."""
+    for key in ("unit", "code"):
+        if isinstance(quantity.get(key), str) and quantity[key].strip():
+            return quantity[key].strip()
+    return ""
+
+
+def _effective(resource: Mapping[str, Any]) -> datetime | None:
+    """P4: effectiveDateTime, else effectivePeriod.end, else issued."""
+    period = resource.get("effectivePeriod")
+    return (
+        parse_fhir_datetime(resource.get("effectiveDateTime"))
+        or (parse_fhir_datetime(period.get("end")) if isinstance(period, dict) else None)
+        or parse_fhir_datetime(resource.get("issued"))
+    )
+
+
+class MedicationReader:
+    """Active MedicationRequests and MedicationStatements → one `MedicationUse` per slug."""
+
+    def __init__(self, kb: KnowledgeBase, matcher: MedicationMatcher, issues: list[DataIssue]):
+        self.kb = kb
+        self.matcher = matcher
+        self.issues = issues
+
+    def read(
+        self, requests: list[dict], statements: list[dict], medications: list[dict]
+    ) -> list[MedicationUse]:
+        by_id = {r["id"]: r for r in medications if isinstance(r.get("id"), str)}
+        uses: dict[str, MedicationUse] = {}
+        records = [(r, _ACTIVE_REQUEST, MedicationRequest) for r in requests] + [
+            (s, _ACTIVE_STATEMENT, MedicationStatement) for s in statements
+        ]
+        for resource, active, model in records:
+            if resource.get("status") not in active:
+                continue
+            concept, extra_texts, codings = self._medication(resource, by_id)
+            route_texts = self._route_texts(resource)
+            found = self.matcher.match_concept(concept, extra_texts, route_texts)
+            if not found and codings:
+                found = self.matcher.match_codings(codings)
+            if not found:
+                continue
+            problem = validation_problem(model, resource)
+            ref = reference_of(resource)
+            if problem:
+                self.issues.append(
+                    DataIssue("medications", f"{ref or 'a medication record'}: {problem}", ref)
+                )
+                continue
+            text = (_texts(concept) or extra_texts or ["(no name)"])[0]
+            start = _start(resource)
+            for match in found:
+                uses[match.slug] = _merge(uses.get(match.slug), self._use(match, text, start, ref))
+        return list(uses.values())
+
+    def _medication(
+        self, resource: dict, by_id: Mapping[str, dict]
+    ) -> tuple[dict | None, list[str], list[dict]]:
+        """The drug concept, with a referenced Medication's code and ingredient codes."""
+        concept = resource.get("medicationCodeableConcept")
+        if isinstance(concept, dict):
+            return concept, [], []
+        reference = (resource.get("medicationReference") or {}).get("reference")
+        if not isinstance(reference, str):
+            return None, [], []
+        medication = None
+        if reference.startswith("#"):
+            medication = next(
+                (
+                    c
+                    for c in resource.get("contained", []) or []
+                    if isinstance(c, dict) and c.get("id") == reference[1:]
+                ),
+                None,
+            )
+        elif reference.startswith("Medication/"):
+            medication = by_id.get(reference.removeprefix("Medication/"))
+        if not isinstance(medication, dict):
+            ref = reference_of(resource)
+            self.issues.append(
+                DataIssue(
+                    "medications", f"{ref}: medication {reference} could not be resolved", ref
+                )
+            )
+            return None, [], []
+        if validation_problem(Medication, medication):
+            self.issues.append(DataIssue("medications", f"{reference}: not a valid Medication"))
+            return None, [], []
+        ingredient_codings = [
+            coding
+            for ing in medication.get("ingredient", []) or []
+            if isinstance(ing, dict)
+            for coding in (ing.get("itemCodeableConcept") or {}).get("coding", []) or []
+        ]
+        form_texts = _texts(medication.get("form"))
+        return medication.get("code"), form_texts, ingredient_codings
+
+    @staticmethod
+    def _route_texts(resource: dict) -> list[str]:
+        texts = []
+        for dosage in resource.get("dosageInstruction", []) or resource.get("dosage", []) or []:
+            if isinstance(dosage, dict):
+                texts.extend(_texts(dosage.get("route")))
+                if isinstance(dosage.get("text"), str):
+                    texts.append(dosage["text"])
+        return texts
+
+    def _use(self, match: Any, text: str, start: datetime | None, ref: str | None) -> MedicationUse:
+        ingredient = self.kb.ingredients[match.slug]
+        drug_class = self.kb.drug_classes[ingredient.drug_class]
+        return MedicationUse(
+            slug=match.slug,
+            ingredient=ingredient.name,
+            drug_class=drug_class.key,
+            group=drug_class.group,
+            text=text,
+            start=start,
+            references=(ref,) if ref else (),
+            matched_by=match.matched_by,
+        )
+
+
+def _merge(existing: MedicationUse | None, new: MedicationUse) -> MedicationUse:
+    """One drug counted once across requests and statements: earliest start, all references."""
+    if existing is None:
+        return new
+    starts = [s for s in (existing.start, new.start) if s is not None]
+    rank = {"ingredient-code": 0, "product-code": 1, "text": 2}
+    return MedicationUse(
+        slug=existing.slug,
+        ingredient=existing.ingredient,
+        drug_class=existing.drug_class,
+        group=existing.group,
+        text=existing.text,
+        start=min(starts) if starts else None,
+        references=tuple(dict.fromkeys(existing.references + new.references)),
+        matched_by=min(existing.matched_by, new.matched_by, key=rank.__getitem__),
+    )
+
+
+def _start(resource: Mapping[str, Any]) -> datetime | None:
+    """authoredOn; effectivePeriod.start, else effectiveDateTime, else dateAsserted."""
+    if resource.get("resourceType") == "MedicationRequest":
+        return parse_fhir_datetime(resource.get("authoredOn"))
+    period = resource.get("effectivePeriod")
+    return (
+        (parse_fhir_datetime(period.get("start")) if isinstance(period, dict) else None)
+        or parse_fhir_datetime(resource.get("effectiveDateTime"))
+        or parse_fhir_datetime(resource.get("dateAsserted"))
+    )
+
+
+def _age(patients: list[dict], now: datetime, issues: list[DataIssue]) -> int | None:
+    """P6: completed years at the evaluation time."""
+    if not patients:
+        return None
+    patient = patients[0]
+    problem = validation_problem(Patient, patient)
+    if problem:
+        issues.append(DataIssue("patient", f"{reference_of(patient) or 'Patient'}: {problem}"))
+        return None
+    birth = parse_fhir_datetime(patient.get("birthDate"))
+    if birth is None:
+        return None
+    return age_in_years(birth.date(), now.date())
