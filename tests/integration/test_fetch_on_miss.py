@@ -1,0 +1,188 @@
+"""The whole path as an EHR drives it: no prefetch, `fhirServer` pointing at the sandbox.
+
+lipcds runs as a real server process and fetches every prefetch key from the sandbox
+FHIR server loaded with the demo patients (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from cds_hooks.demo import hook_request, load_demo
+
+from .conftest import FhirSandbox, Lipcds
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "lip-twitch-patient-view"
+LAB_LOINCS = {"2823-3", "19123-9", "17861-6", "1751-7", "24323-8", "1995-0", "2601-3"}
+
+# The card that must be there for each demo patient (kind, indicator or None for any).
+EXPECTED = {
+    "facial-droop": ("neurology-referral-red-flag", "critical"),
+    "low-magnesium-mgdl": ("hypomagnesemia-workup", None),
+    "low-potassium-meq": ("hypokalemia-workup", None),
+    # Total Ca 7.9 mg/dL with albumin 2.8 g/dL corrects to 8.9 mg/dL: normal.
+    "low-calcium-low-albumin": ("lifestyle-advice", "info"),
+    "stale-labs": ("lab-workup-missing", None),
+    "ssri-started-before-twitch": ("medication-side-effect:sertraline", None),
+    "benign-twitch-normal-labs": ("lifestyle-advice", "info"),
+}
+
+NOT_EXPECTED = {"low-calcium-low-albumin": {"hypocalcemia-workup"}}
+
+
+def patient_view(
+    patient_id: str, fhir_server: str | None, token: str | None = None, prefetch: dict | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hookInstance": str(uuid.uuid4()),
+        "hook": "patient-view",
+        "context": {"userId": "Practitioner/integration-test", "patientId": patient_id},
+    }
+    if fhir_server is not None:
+        body["fhirServer"] = fhir_server
+    if token:
+        body["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "lipcds",
+            "patient": patient_id,
+        }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
+
+
+def call(lipcds: Lipcds, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{lipcds.url}/cds-services/{SERVICE}", json=body, timeout=30)
+
+
+def cards_of(lipcds: Lipcds, response: requests.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, (
+        f"{response.status_code} {response.text[:1000]}\n"
+        f"--- lipcds log ---\n{lipcds.log.read_text(errors='replace')[-3000:]}"
+    )
+    return response.json()["cards"]
+
+
+def kinds(cards: list[dict[str, Any]]) -> dict[str, str]:
+    return {card["source"]["topic"]["code"]: card["indicator"] for card in cards}
+
+
+def test_discovery(lipcds: Lipcds):
+    services = requests.get(f"{lipcds.url}/cds-services", timeout=10).json()["services"]
+    assert SERVICE in {s["id"] for s in services}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_cards_from_fetched_data(name, lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients):
+    body = patient_view(demo_patients[name], fhir_sandbox.base, fhir_sandbox.token)
+    found = kinds(cards_of(lipcds, call(lipcds, body)))
+    kind, indicator = EXPECTED[name]
+    assert kind in found, f"{name}: expected a {kind} card, got {found}"
+    if indicator is not None:
+        assert found[kind] == indicator
+    assert not set(found) & NOT_EXPECTED.get(name, set()), found
+
+
+def test_no_complaint_gives_no_cards(lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients):
+    body = patient_view(demo_patients["no-complaint"], fhir_sandbox.base, fhir_sandbox.token)
+    response = call(lipcds, body)
+    cards_of(lipcds, response)
+    assert response.json() == {"cards": []}
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPECTED) | {"no-complaint", "pediatric-twitch"}))
+def test_fetched_equals_prefetched(name, lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients):
+    """Fetch-on-miss sees what a full prefetch shows: the same cards, kind for kind."""
+    prefetched = hook_request(load_demo(name))
+    patient_id = demo_patients[name]
+    with_prefetch = cards_of(
+        lipcds, call(lipcds, patient_view(patient_id, None, prefetch=prefetched["prefetch"]))
+    )
+    fetched = cards_of(
+        lipcds, call(lipcds, patient_view(patient_id, fhir_sandbox.base, fhir_sandbox.token))
+    )
+    assert kinds(fetched) == kinds(with_prefetch)
+    assert [c["summary"] for c in fetched] == [c["summary"] for c in with_prefetch]
+
+
+def test_paged_prefetch_is_completed_from_the_server(
+    lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients
+):
+    """The EHR sends the first page of labs only; lipcds follows the server's next link."""
+    name = "low-calcium-low-albumin"
+    patient_id = demo_patients[name]
+    headers = {"Accept": "application/fhir+json"}
+    if fhir_sandbox.token:
+        headers["Authorization"] = f"Bearer {fhir_sandbox.token}"
+    first_page = requests.get(
+        f"{fhir_sandbox.base}/Observation",
+        params={"patient": patient_id, "category": "laboratory", "_sort": "-date", "_count": "1"},
+        headers=headers,
+        timeout=10,
+    ).json()
+    assert any(link["relation"] == "next" for link in first_page.get("link", []))
+    prefetch = dict(hook_request(load_demo(name))["prefetch"])
+    full = kinds(cards_of(lipcds, call(lipcds, patient_view(patient_id, None, prefetch=prefetch))))
+    prefetch["labs"] = first_page
+    paged = cards_of(
+        lipcds,
+        call(lipcds, patient_view(patient_id, fhir_sandbox.base, fhir_sandbox.token, prefetch)),
+    )
+    assert kinds(paged) == full
+
+
+def test_required_data_unreachable_is_412(lipcds: Lipcds, demo_patients):
+    """Nothing prefetched and the FHIR server down: conditions are required, so 412."""
+    response = call(
+        lipcds, patient_view(demo_patients["low-magnesium-mgdl"], lipcds.dead_fhir_base)
+    )
+    assert response.status_code == 412, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "prefetch.conditions" in outcome["issue"][0]["expression"]
+    assert "conditions" in outcome["issue"][0]["diagnostics"]
+
+
+def test_server_not_on_the_allow_list_is_412(
+    lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients
+):
+    stranger = "https://fhir.not-allowed.example.org/r4"
+    body = patient_view(demo_patients["low-magnesium-mgdl"], stranger, token="tok-never-logged-1")
+    response = call(lipcds, body)
+    assert response.status_code == 412, response.text
+    assert "refused" in response.json()["issue"][0]["diagnostics"]
+    log = lipcds.log.read_text(errors="replace")
+    assert "fhir.not-allowed.example.org" in log  # the refusal is logged ...
+    assert "tok-never-logged-1" not in log  # ... without the token
+
+
+def test_unavailable_labs_are_said_and_not_ordered(lipcds: Lipcds, demo_patients):
+    """Labs could not be fetched: no lab card is guessed, no lab is ordered for that reason."""
+    name = "low-magnesium-mgdl"
+    prefetch = dict(hook_request(load_demo(name))["prefetch"])
+    del prefetch["labs"]  # not prefetched, and the FHIR server cannot be reached
+    body = patient_view(demo_patients[name], lipcds.dead_fhir_base, prefetch=prefetch)
+    cards = cards_of(lipcds, call(lipcds, body))
+    found = kinds(cards)
+    assert "hypomagnesemia-workup" not in found
+    assert "lab-workup-missing" not in found
+    ordered = {
+        coding.get("code")
+        for card in cards
+        for suggestion in card.get("suggestions", [])
+        for action in suggestion.get("actions", [])
+        for coding in (action.get("resource") or {}).get("code", {}).get("coding", [])
+    }
+    assert not ordered & LAB_LOINCS, f"labs proposed although they could not be fetched: {ordered}"
+    text = " ".join(f"{c['summary']} {c.get('detail', '')}" for c in cards).lower()
+    assert re.search(r"could not (be )?retrieve[d]? \**laboratory results", text), text
