@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import secrets
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -42,9 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lipcds` console script; returns the exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # Known-args parsing: the store's commands take arguments this parser leaves to
+        # them (cds_hooks.report defines those); anywhere else a leftover is an error.
+        args, rest = parser.parse_known_args(argv)
+        if rest and not getattr(args, "delegated", False):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
     except SystemExit as exc:  # --help, or a usage error argparse already reported
         return exc.code if isinstance(exc.code, int) else 2
+    args.rest = rest
     try:
         return args.handler(args)
     except CLIError as exc:
@@ -52,12 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`lipcds invoke ... | head`): stop quietly, and keep Python
+        # from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if args.traceback:
             raise
         message = _known_failure(exc)
         if message is None:
-            message = f"unexpected {type(exc).__name__}: {exc} (rerun with --traceback)"
+            message = (
+                f"unexpected {type(exc).__name__}: {_first_line(exc)} (rerun with --traceback)"
+            )
         _fail(message)
         return 1
 
@@ -77,7 +91,21 @@ def _known_failure(exc: Exception) -> str | None:
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cds_hooks.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return f"store error: {_first_line(exc)}"
+    if isinstance(exc, SQLAlchemyError):
+        cause = getattr(exc, "orig", None) or exc
+        return f"database error: {_first_line(cause)}"
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fail(message: str) -> None:
@@ -160,15 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="governance report of issued cards and feedback", add_help=False
     )
-    report.add_argument("rest", nargs=argparse.REMAINDER)
-    report.set_defaults(handler=report_command)
+    report.set_defaults(handler=report_command, delegated=True)
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser(
         "upgrade", help="bring the database schema up to date", add_help=False
     )
-    upgrade.add_argument("rest", nargs=argparse.REMAINDER)
-    upgrade.set_defaults(handler=db_upgrade_command)
+    upgrade.set_defaults(handler=db_upgrade_command, delegated=True)
     return parser
 
 
@@ -252,6 +278,10 @@ def invoke_command(args: argparse.Namespace) -> int:
         "env": "development",
         "auth_mode": "disabled",
         "log_level": "ERROR",
+        # A trial run is not a clinical event: keep its cards out of the real store (and
+        # out of the governance report), and leave no database or key file behind.
+        "database_url": "sqlite://",
+        "patient_id_key": secrets.token_hex(32),
     }
     if args.now is not None:
         now = args.now
@@ -360,7 +390,7 @@ def format_cards(response: dict[str, Any], service_id: str, patient_id: str | No
         lines.append(f"    {card.get('summary', '')}")
         if card.get("detail"):
             lines.append("")
-            lines.append(textwrap.indent(card["detail"].rstrip(), "    ", lambda _: True))
+            lines.append(textwrap.indent(card["detail"].rstrip(), "    "))
         suggestions = card.get("suggestions") or []
         if suggestions:
             lines.append("")
