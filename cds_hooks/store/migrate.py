@@ -38,3 +38,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` in one transaction (PostgreSQL DDL is transactional)."""
     with engine.begin() as connection:
         command.upgrade(alembic_config(engine, connection), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Step the schema back to `revision` ("base": no tables); for tests and rollbacks."""
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(engine, connection), revision)
