@@ -76,6 +76,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_store(app)
     app.register_blueprint(feedback_api)
     # -- end issue #6 --
+    from cds_hooks.health import health
+
+    app.register_blueprint(health)  # /healthz, /readyz for probes; no token needed
     _register_error_handlers(app)
     log.info(
         "lipcds ready: knowledge base %s, %d services, env=%s",
