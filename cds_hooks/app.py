@@ -51,7 +51,6 @@ def runtime(app: Flask) -> Runtime:
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service. `test_config` overrides settings (see `cds_hooks.config.Settings`)."""
     settings = load_settings(test_config)
-    logging.getLogger("lipcds").setLevel(settings.log_level.upper())
     kb = load_knowledge_base(settings.knowledge_dir)
     policy = Policy(kb.thresholds, settings.threshold_overrides)
 
@@ -87,6 +86,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings.env,
     )
     return app
+
+
+def configure_logging(level: str) -> None:
+    """Logging for a server process: called by `lipcds serve`, never by `create_app`.
+
+    The factory leaves logging alone, so tests and embedding applications keep control of
+    theirs, and one app's level cannot leak into another built in the same process.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lipcds").setLevel(level.upper())
 
 
 def error_response(status: int, body: dict[str, Any], headers: Mapping[str, str] = ()) -> Response:

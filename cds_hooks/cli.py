@@ -221,10 +221,12 @@ def _parse_now(text: str) -> datetime:
 def serve_command(args: argparse.Namespace) -> int:
     """Serve HTTP: gunicorn by default, Flask's own server with --dev."""
     from cds_hooks import create_app
+    from cds_hooks.app import configure_logging, runtime
 
     # Build the app once here so a bad setting or knowledge file stops us with one line,
     # before any worker starts (and fails to boot with a traceback in the log).
     app = create_app()
+    configure_logging(runtime(app).settings.log_level)
     if args.dev:
         app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
         return 0
