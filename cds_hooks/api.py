@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_hooks.app import runtime
@@ -31,7 +31,8 @@ def call_service(service_id: str) -> ResponseReturnValue:
     """Run one service on one hook request and answer with its cards."""
     rt = runtime(current_app)
     body = read_json_body()
-    return jsonify(run_hook(rt, service_id, body))
+    client = g.cds_client  # set by cds_hooks.auth before any view runs
+    return jsonify(run_hook(rt, service_id, body, issuer=client.iss, tenant=client.tenant))
 
 
 def read_json_body() -> Any:

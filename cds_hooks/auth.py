@@ -575,6 +575,7 @@ def install_cors(app: Flask, settings: Settings) -> None:
         app,
         resources={re.compile(r"^/cds-services(/.*)?$"): {}},
         origins=["*"] if "*" in origins else origins,
+        send_wildcard="*" in origins,  # answer "*", not an echo of whatever Origin came
         methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
         supports_credentials=False,  # the token travels in a header, never in cookies

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -78,3 +81,76 @@ def trusted_issuer_config(**extra: Any) -> list[dict[str, Any]]:
     entry = {"iss": ISS, "jwks_url": JWKS_URL, "jku_allow": [JKU_PREFIX]}
     entry.update(extra)
     return [entry]
+
+
+SERVICE = "lip-twitch-patient-view"
+SERVICE_PATH = f"/cds-services/{SERVICE}"
+SERVICE_AUD = BASE + SERVICE_PATH
+
+
+def app_config(database_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings of an app that trusts the fake EHR, with a fixed clock."""
+    config = {
+        "env": "test",
+        "trusted_issuers": trusted_issuer_config(),
+        "public_base_url": BASE,
+        "database_url": database_url,
+        "clock": fixed_clock,
+    }
+    config.update(overrides)
+    return config
+
+
+def hook_body(access_token: str | None = None) -> dict[str, Any]:
+    """A patient-view request with an empty (but complete) prefetch."""
+    prefetch: dict[str, Any] = {
+        key: {"resourceType": "Bundle", "type": "searchset", "entry": []}
+        for key in ("conditions", "labs", "medRequests", "medStatements")
+    }
+    prefetch["patient"] = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"}
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": prefetch,
+    }
+    if access_token is not None:
+        body["fhirServer"] = "https://ehr.example.org/fhir"
+        body["fhirAuthorization"] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "lipcds",
+        }
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def close_app(app: Any) -> None:
+    """Release the app's database connections (psycopg warns about unclosed ones)."""
+    extras = app.extensions["lipcds"].extras
+    if extras.get("store") is not None:
+        extras["store"].dispose()
+    guard = extras.get("replay_guard")
+    if guard is not None and hasattr(guard, "engine"):
+        guard.engine.dispose()
+    elif guard is not None:
+        guard._client.close()
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def require_server(what: str, port: int) -> None:
+    """Skip when the server is down, except under CI, where it must be up."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} is not reachable at 127.0.0.1:{port} (CI=true: no skipping)")
+        pytest.skip(f"{what} is not running at 127.0.0.1:{port}")

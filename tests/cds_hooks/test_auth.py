@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cds_hooks.app import create_app, runtime
 from cds_hooks.auth import (
     JwksCache,
     TokenVerifier,
@@ -30,13 +32,31 @@ from tests.cds_hooks.jwt_helpers import (
     JKU_PREFIX,
     JWKS_URL,
     NOW,
+    POSTGRES_URL,
+    REDIS_URL,
+    SERVICE_AUD,
+    SERVICE_PATH,
     FakeEhr,
+    app_config,
+    bearer,
+    close_app,
     fixed_clock,
+    hook_body,
+    require_server,
     trusted_issuer_config,
 )
 
 AUD = f"{BASE}/cds-services/lip-twitch-patient-view"
 T0 = int(NOW.timestamp())
+
+
+@pytest.fixture(autouse=True)
+def _keep_log_level():
+    # create_app sets the "lipcds" logger's level; later tests expect it untouched.
+    logger = logging.getLogger("lipcds")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 class MemoryReplayGuard:
@@ -446,3 +466,219 @@ def test_http_key_urls_are_allowed_outside_production():
         production=False,
     )
     assert issuers["http://localhost:3000"].algorithms == {"ES384"}
+
+
+# -- through the app -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'lipcds.db'}"
+
+
+@pytest.fixture
+def make_app(jwks):
+    made = []
+
+    def make(database_url: str, **overrides: Any):
+        app = create_app(app_config(database_url, **overrides))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        close_app(app)
+
+
+@pytest.fixture
+def app(make_app, db_url):
+    return make_app(db_url)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post_hook(client, token: str | None = None, **kwargs: Any):
+    headers = bearer(token) if token is not None else {}
+    return client.post(SERVICE_PATH, json=hook_body(), headers=headers, **kwargs)
+
+
+def test_a_valid_token_gets_cards_and_names_the_caller(app, client, ehr):
+    seen: list[tuple[str | None, str | None]] = []
+    runtime(app).extras.setdefault("on_result", []).append(
+        lambda call, result: seen.append((call.issuer, call.tenant))
+    )
+    response = post_hook(client, ehr.token(SERVICE_AUD, tenant="clinic-1"))
+    assert response.status_code == 200, response.get_json()
+    assert "cards" in response.get_json()
+    assert seen == [(ISS, "clinic-1")]
+
+
+APP_REFUSED = {
+    "no token": lambda ehr: None,
+    "malformed token": lambda ehr: "definitely-not-a-jwt",
+    "alg none": lambda ehr: hand_made(
+        {"alg": "none", "typ": "JWT", "kid": ehr.ec_kid}, ehr.claims(SERVICE_AUD)
+    ),
+    "HS256 with the public key as secret": lambda ehr: hand_made(
+        {"alg": "HS256", "typ": "JWT", "kid": ehr.rsa_kid},
+        ehr.claims(SERVICE_AUD),
+        lambda data: hmac.new(
+            ehr.rsa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            data,
+            hashlib.sha256,
+        ).digest(),
+    ),
+    "unknown issuer": lambda ehr: ehr.token(SERVICE_AUD, iss="https://evil.example"),
+    "jku not on the allow-list": lambda ehr: ehr.token(
+        SERVICE_AUD, headers={"jku": "https://evil.example/jwks.json"}
+    ),
+    "unknown kid": lambda ehr: ehr.token(SERVICE_AUD, kid="rotated-away"),
+    "bad signature": lambda ehr: ehr.token(
+        SERVICE_AUD, key=ec.generate_private_key(ec.SECP384R1())
+    ),
+    "wrong aud": lambda ehr: ehr.token(f"{BASE}/cds-services/some-other-service"),
+    "expired": lambda ehr: ehr.token(SERVICE_AUD, iat=T0 - 900, exp=T0 - 300),
+    "iat in the future": lambda ehr: ehr.token(SERVICE_AUD, iat=T0 + 600, exp=T0 + 900),
+}
+
+
+@pytest.mark.parametrize("name", APP_REFUSED)
+def test_refused_through_the_app(client, ehr, name, caplog):
+    token = APP_REFUSED[name](ehr)
+    with caplog.at_level(logging.DEBUG):
+        response = post_hook(client, token)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="cds-services"'
+    # One body for every failure: nothing tells an attacker which check failed.
+    assert response.get_json() == {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "login", "diagnostics": "Authentication required"}],
+    }
+    assert any("request refused (401)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_replayed_token_is_refused(client, ehr):
+    token = ehr.token(SERVICE_AUD)
+    assert post_hook(client, token).status_code == 200
+    assert post_hook(client, token).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_replay_is_refused_across_two_app_instances(make_app, ehr, tmp_path, database):
+    # Two workers or replicas: separate processes in production, separate apps here.
+    if database == "postgres":
+        require_server("PostgreSQL", 5432)
+        url = POSTGRES_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = make_app(url, trusted_issuers=trusted_issuer_config())
+    second = make_app(url)
+    token = ehr.token(SERVICE_AUD)
+    assert post_hook(first.test_client(), token).status_code == 200
+    assert post_hook(second.test_client(), token).status_code == 401
+
+
+@pytest.mark.redis
+def test_replay_is_refused_across_two_app_instances_sharing_redis(make_app, ehr, db_url, tmp_path):
+    require_server("Redis", 6379)
+    first = make_app(db_url, redis_url=REDIS_URL)
+    second = make_app(f"sqlite:///{tmp_path / 'other.db'}", redis_url=REDIS_URL)
+    token = ehr.token(SERVICE_AUD)
+    assert post_hook(first.test_client(), token).status_code == 200
+    assert post_hook(second.test_client(), token).status_code == 401
+
+
+def test_authentication_comes_before_the_body_is_read(client):
+    # No token: 401, not 400 or 415, so an unauthenticated caller learns nothing.
+    assert (
+        client.post(SERVICE_PATH, data="{oops", content_type="application/json").status_code == 401
+    )
+    assert client.post(SERVICE_PATH, data="x", content_type="text/plain").status_code == 401
+    assert client.post("/cds-services/no-such-service", json={}).status_code == 401
+
+
+def test_feedback_needs_a_token(client, ehr):
+    path = f"{SERVICE_PATH}/feedback"
+    assert client.post(path, json={"feedback": []}).status_code == 401
+    token = ehr.token(BASE + path)
+    assert client.post(path, json={"feedback": []}, headers=bearer(token)).status_code != 401
+
+
+def test_the_audience_follows_the_host_without_a_public_base_url(make_app, db_url, ehr):
+    client = make_app(db_url, public_base_url=None).test_client()
+    assert post_hook(client, ehr.token(SERVICE_AUD)).status_code == 401
+    assert post_hook(client, ehr.token("http://localhost" + SERVICE_PATH)).status_code == 200
+
+
+def test_a_public_base_url_with_a_path_prefix(make_app, db_url, ehr):
+    # Behind a proxy that serves us at https://gw.example.org/lipcds/ and strips the prefix.
+    client = make_app(db_url, public_base_url="https://gw.example.org/lipcds/").test_client()
+    aud = "https://gw.example.org/lipcds" + SERVICE_PATH
+    assert post_hook(client, ehr.token(aud)).status_code == 200
+
+
+def test_discovery_is_public_by_default(client):
+    assert client.get("/cds-services").status_code == 200
+
+
+def test_discovery_can_require_a_token(make_app, db_url, ehr):
+    client = make_app(db_url, discovery_requires_auth=True).test_client()
+    assert client.get("/cds-services").status_code == 401
+    token = ehr.token(f"{BASE}/cds-services")
+    assert client.get("/cds-services", headers=bearer(token)).status_code == 200
+
+
+def test_other_paths_need_no_token(client):
+    assert client.get("/no-such-page").status_code == 404
+
+
+def test_an_unreachable_replay_store_answers_503(app, client, ehr):
+    class Down:
+        def claim(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+            raise ReplayGuardUnavailable("redis: ConnectionError")
+
+    runtime(app).extras["verifier"]._replay = Down()
+    response = post_hook(client, ehr.token(SERVICE_AUD))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+
+def test_disabled_mode_is_loud_and_lets_anyone_in(make_app, db_url, caplog):
+    with caplog.at_level(logging.WARNING, logger="lipcds"):
+        app = make_app(db_url, auth_mode="disabled", trusted_issuers=[])
+    assert any("AUTHENTICATION DISABLED" in r.getMessage() for r in caplog.records)
+    assert post_hook(app.test_client()).status_code == 200
+
+
+def test_disabled_mode_is_refused_in_production(make_app, db_url):
+    with pytest.raises(ConfigError, match="LIPCDS_AUTH_MODE"):
+        make_app(db_url, auth_mode="disabled", env="production")
+
+
+def test_no_trusted_issuers_starts_but_refuses_every_call(make_app, db_url, caplog, ehr):
+    with caplog.at_level(logging.WARNING, logger="lipcds"):
+        app = make_app(db_url, trusted_issuers=[])
+    assert any("will be refused" in r.getMessage() for r in caplog.records)
+    assert post_hook(app.test_client(), ehr.token(SERVICE_AUD)).status_code == 401
+
+
+def test_a_bad_issuer_entry_stops_start_up(make_app, db_url):
+    with pytest.raises(ConfigError, match=r"LIPCDS_TRUSTED_ISSUERS\[0\]"):
+        make_app(db_url, trusted_issuers=[{"jwks_url": JWKS_URL}])
+
+
+def test_trusted_issuers_from_the_environment(monkeypatch, db_url):
+    monkeypatch.setenv("LIPCDS_TRUSTED_ISSUERS", json.dumps(trusted_issuer_config()))
+    app = create_app({"env": "test", "database_url": db_url})
+    assert runtime(app).extras["verifier"]._issuers[ISS].jwks_url == JWKS_URL
+    close_app(app)

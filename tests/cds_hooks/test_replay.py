@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,9 +18,8 @@ from cds_hooks.replay import (
     jwt_replay,
     replay_key,
 )
+from tests.cds_hooks.jwt_helpers import POSTGRES_URL, REDIS_URL, require_server
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 ISS = "https://ehr.example.org"
 
 
@@ -32,16 +29,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def require_server(what: str, port: int) -> None:
-    """Skip when the server is down, except under CI, where it must be up."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} is not reachable at 127.0.0.1:{port} (CI=true: no skipping)")
-        pytest.skip(f"{what} is not running at 127.0.0.1:{port}")
 
 
 @pytest.fixture
