@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 
+from cds_hooks.conformance import response_problems
 from cds_hooks.errors import InvalidRequest, UnknownService
 from cds_hooks.prefetch import resolve_data
 from cds_hooks.schemas import CONTEXT_SCHEMAS, HookRequestSchema, flatten_messages
@@ -48,6 +49,7 @@ class HookCall:
     fhir_server: str | None = None
     tenant: str | None = None
     issuer: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)  # issue #4: the runtime's store
 
 
 @dataclass
@@ -143,8 +145,12 @@ def run_hook(
         fhir_server=request.get("fhir_server"),
         tenant=tenant,
         issuer=issuer,
+        extras=rt.extras,
     )
     result = HANDLERS[service.hook](call)
+    for problem in response_problems(result.response()):
+        # A card that breaks CDS Hooks 2.0 is our bug: log it, still answer (issue #2).
+        log.warning("%s: response does not conform to CDS Hooks 2.0: %s", service.id, problem)
     for listener in rt.extras.get("on_result", ()):
         listener(call, result)
     # Shadow mode (issue #6): the listeners recorded the cards; the site sees none yet.
@@ -171,3 +177,8 @@ def patient_view(call: HookCall) -> HookResult:
 
 def key_data(data: Mapping[str, KeyData], *keys: str) -> list[KeyData]:
     return [data[k] for k in keys if k in data]
+
+
+# -- issue #4: the order-select and order-sign handlers register themselves on import --
+from cds_hooks import orders as _orders  # noqa: E402,F401
+# -- end issue #4 --

@@ -41,6 +41,12 @@ def suggestion_uuid(hook_instance: str, kind: str, key: str) -> str:
     return str(uuid.uuid5(UUID_NAMESPACE, f"{hook_instance}|{kind}|{key}"))
 
 
+def card_identity(finding: Finding) -> str:
+    """What the uuids derive from: the kind, and the draft order when the card is about one
+    (two drafts of one drug in a basket are two cards)."""
+    return f"{finding.kind}|{finding.concerns}" if finding.concerns else finding.kind
+
+
 def build_cards(
     evaluation: Evaluation,
     kb: KnowledgeBase,
@@ -74,7 +80,7 @@ def build_card(
     pediatric: bool = False,
 ) -> dict[str, Any]:
     card: dict[str, Any] = {
-        "uuid": card_uuid(hook_instance, finding.kind),
+        "uuid": card_uuid(hook_instance, card_identity(finding)),
         "summary": finding.summary,
         "indicator": finding.indicator.wire,
         "detail": render_detail(finding, kb, version),
@@ -113,7 +119,11 @@ def build_suggestion(
     hook_instance: str,
     pediatric: bool,
 ) -> dict[str, Any]:
-    actions = []
+    actions: list[dict[str, Any]] = [
+        # CDS Hooks 2.0 §action, cds-resp-2: a delete names its target by resourceId only.
+        {"type": "delete", "description": f"{suggestion.label}: {ref}", "resourceId": ref}
+        for ref in suggestion.removes
+    ]  # issue #4: "remove this draft order"
     for key in suggestion.orders:
         order = kb.orders[key]
         description = order.pediatric_text if pediatric and order.pediatric_text else order.text
@@ -126,7 +136,7 @@ def build_suggestion(
         )
     return {
         "label": suggestion.label,
-        "uuid": suggestion_uuid(hook_instance, finding.kind, suggestion.key),
+        "uuid": suggestion_uuid(hook_instance, card_identity(finding), suggestion.key),
         "isRecommended": suggestion.recommended,
         "actions": actions,
     }

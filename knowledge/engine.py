@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from knowledge.kb import KnowledgeBase, Rule
@@ -17,6 +17,7 @@ from knowledge.model import (
     Citation,
     DataIssue,
     DataState,
+    DraftMedication,
     Evaluation,
     Evidence,
     Finding,
@@ -847,3 +848,177 @@ def _with_data_notes(finding: Finding, issues: list[DataIssue]) -> Finding:
     lines = "\n".join(f"- {md(i.message)}" for i in dict.fromkeys(issues))
     detail = f"{finding.detail}\n\n**Data not used**\n\n{lines}"
     return Finding(**{**finding.__dict__, "detail": detail})
+
+
+# --------------------------------------------------------------------------- issue #4
+# Order-time checks: rule O1 judges the draft orders of order-select and order-sign.
+
+_LOW_LIMITS = {
+    "potassium": ("potassium_low", "potassium_critical_low"),
+    "magnesium": ("magnesium_low", "magnesium_critical_low"),
+}
+
+
+def electrolyte_judgement(ctx: Context, analyte: str) -> Judgement | None:
+    """The latest fresh potassium, magnesium or calcium judged as patient-view judges it."""
+    if analyte == "calcium":
+        return ctx.calcium()
+    names = _LOW_LIMITS.get(analyte)
+    return ctx.judge(analyte, *names, analyte) if names else None
+
+
+@evaluator("draft_medication")
+def draft_medication(ctx: Context, rule: Rule) -> list[Finding]:
+    """O1: one card per draft of a seed-class or electrolyte-depleting drug that matters here.
+
+    Seed-class drugs matter when the patient has the complaint (the sources name them as
+    causes of twitching); depleting drugs also when an electrolyte they lower is low.
+    """
+    findings = []
+    for draft in ctx.facts.draft_medications:
+        finding = _draft_finding(ctx, rule, draft)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _draft_finding(ctx: Context, rule: Rule, draft: DraftMedication) -> Finding | None:
+    params = rule.params
+    drug_class = ctx.kb.drug_classes[draft.drug_class]
+    matched = {
+        "ingredient-code": "RxNorm ingredient code",
+        "product-code": "RxNorm product code",
+        "text": "matched by name",
+    }[draft.matched_by]
+    evidence = [Evidence("Draft order", md(draft.text), None, draft.reference, matched)]
+    reasons: list[str] = []
+    why: list[str] = []
+    lines: list[str] = []
+    for complaint in ctx.facts.complaints:
+        onset = f"onset {day(complaint.onset)}" if complaint.onset else "onset not recorded"
+        lines.append(f"- Active complaint: {md(complaint.text)} ({onset}).")
+        evidence.append(complaint_evidence(complaint))
+        reasons.extend(r for r in (complaint.reference,) if r)
+    if ctx.facts.complaints:
+        why.append("lip twitching")
+        if draft.group == "seed":
+            lines.append(f"- {drug_class.label} drugs can cause or worsen this twitching.")
+    missing: list[str] = []
+    for analyte in drug_class.depletes:
+        word = _analyte_word(analyte)
+        if not ctx.labs_available:
+            lines.append(f"- {word.capitalize()} could not be retrieved: its level is unknown.")
+            continue
+        judged = electrolyte_judgement(ctx, analyte)
+        if judged is None:
+            missing.append(analyte)
+            lines.append(_no_fresh_line(ctx, analyte))
+            continue
+        result = judged.result
+        evidence.extend(judged.evidence)
+        reasons.extend(judged.reasons)
+        shown = f"{fmt(result.reported_value)} {result.reported_unit}"
+        if judged.low:
+            why.append(f"low {word} ({shown}, {day(result.effective)})")
+            lines.append(
+                f"- {word.capitalize()} **{shown}** on {day(result.effective)} is below "
+                f"{judged.limit_source}: this drug can lower it further."
+            )
+        else:
+            lines.append(f"- {word.capitalize()} {shown} on {day(result.effective)}: within range.")
+    if not why:
+        return None  # no complaint and nothing low that this drug lowers: no card
+    electrolytes = " and ".join(_analyte_word(a) for a in drug_class.depletes)
+    values: dict[str, object] = {
+        "drug": draft.ingredient.capitalize(),
+        "drug_class": drug_class.label.lower(),
+        "drug_class_title": drug_class.label,
+        "record_text": md(draft.text),
+        "draft": draft.reference,
+        "electrolytes": electrolytes,
+        "why": " and ".join(why),
+        "why_lines": "\n".join(lines),
+    }
+    values["class_reason"] = params["class_reasons"][draft.group].format_map(values).strip()
+    suggestions = [
+        Suggestion(
+            key="remove-draft",
+            label=params["remove_label"],
+            orders=(),
+            recommended=bool(params.get("remove_recommended", False)),
+            removes=(draft.reference,),
+        )
+    ]
+    for analyte in missing:  # unavailable labs are not missing: never ordered blind
+        orders = params["orders_by_analyte"].get(analyte)
+        if orders:
+            label = params["order_label"].format(electrolyte=_analyte_word(analyte))
+            suggestions.append(Suggestion(f"order-{analyte}", label, tuple(orders)))
+    finding = make_finding(
+        ctx,
+        rule,
+        Indicator.WARNING,
+        values,
+        kind=f"{rule.kind}:{draft.slug}",
+        kind_display=f"{rule.title}: {draft.ingredient}",
+        evidence=evidence,
+        suggestions=suggestions,
+        reasons=reasons,
+        concerns=draft.reference,
+    )
+    # The class's own sources, rather than every class the rule covers.
+    if drug_class.citations:
+        finding = replace(finding, citations=tuple(Citation(s, q) for s, q in drug_class.citations))
+    return finding
+
+
+def _no_fresh_line(ctx: Context, analyte: str) -> str:
+    days = ctx.policy.days("freshness_days")
+    stale = [r for key in _members(analyte) for r in ctx.stale.get(key, [])[:1]]
+    if not stale:
+        return f"- No {_analyte_word(analyte)} result in the record: worth checking."
+    last = max(stale, key=lambda r: r.effective)
+    return (
+        f"- No {_analyte_word(analyte)} result from the last {days} days; the last, "
+        f"{fmt(last.reported_value)} {last.reported_unit} on {day(last.effective)}, is stale."
+    )
+
+
+def evaluate_orders(
+    facts: PatientFacts,
+    kb: KnowledgeBase,
+    policy: Policy,
+    *,
+    disabled_rules: Iterable[str] = (),
+) -> Evaluation:
+    """Order-select and order-sign: the O-rules on the drafts, plus their work-up rules.
+
+    R0 does not gate the O-rules (a low electrolyte alone can make a draft risky); it
+    still gates the work-up rules, which only make sense for a patient who twitches.
+    """
+    disabled = set(disabled_rules)
+    active = [r for r in kb.rules if r.enabled and r.id not in disabled]
+    order_rules = [r for r in active if r.id.startswith("O")]
+    with_ids = {rid for r in order_rules for rid in r.params.get("with_rules", ())}
+    rules = order_rules + ([r for r in active if r.id in with_ids] if facts.complaints else [])
+    ctx = Context(facts, kb, policy)
+    findings: list[Finding] = []
+    for rule in rules:
+        fn = EVALUATORS.get(rule.evaluator)
+        if fn is None:
+            raise EngineError(f"rule {rule.id} names unknown evaluator {rule.evaluator!r}")
+        findings.extend(fn(ctx, rule))
+    findings = [_with_data_notes(f, ctx.issues) for f in findings]
+    order = {rule.id: i for i, rule in enumerate(kb.rules)}
+    # The draft cards first: they are what the clinician is deciding on right now.
+    findings.sort(
+        key=lambda f: (-f.indicator, not f.rule_id.startswith("O"), order[f.rule_id], f.kind)
+    )
+    return Evaluation(
+        findings=tuple(findings),
+        knowledge_version=kb.version,
+        in_scope=bool(facts.complaints or findings),
+    )
+
+
+# --------------------------------------------------------------------------- end issue #4

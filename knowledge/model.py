@@ -118,6 +118,23 @@ class MedicationUse:
     matched_by: str = "ingredient-code"  # ingredient-code | product-code | text
 
 
+# -- issue #4: order-time checks --
+@dataclass(frozen=True)
+class DraftMedication:
+    """A drug of interest in a draft MedicationRequest of `context.draftOrders`."""
+
+    reference: str  # "MedicationRequest/<id>": what a delete action names
+    slug: str
+    ingredient: str
+    drug_class: str
+    group: str  # "seed" | "depleting"
+    text: str  # the draft's own words, e.g. "prednisone 20 MG Oral Tablet"
+    matched_by: str = "ingredient-code"  # ingredient-code | product-code | text
+
+
+# -- end issue #4 --
+
+
 @dataclass(frozen=True)
 class PatientFacts:
     """Everything the rules may look at, for one patient at one evaluation time."""
@@ -134,6 +151,7 @@ class PatientFacts:
     medications: tuple[MedicationUse, ...] = ()
     issues: tuple[DataIssue, ...] = ()
     availability: dict[str, DataState] = field(default_factory=dict)
+    draft_medications: tuple[DraftMedication, ...] = ()  # issue #4: drafts to judge
 
     @property
     def onset(self) -> datetime | None:
@@ -164,6 +182,7 @@ class Suggestion:
     label: str
     orders: tuple[str, ...]  # order catalogue keys, e.g. ("lab-potassium",)
     recommended: bool = True
+    removes: tuple[str, ...] = ()  # context resources to delete, e.g. "MedicationRequest/1"
 
 
 @dataclass(frozen=True)

@@ -402,8 +402,9 @@ def _no_html(text: str) -> None:
 
 
 class RuleSchema(_Strict):
-    # R0-R10 are the clinical rules; D-rules report on the data itself (unavailable areas).
-    id = _named(r"^[RD]\d+$", "not a rule id like R3 or D1")
+    # R0-R10 are the clinical rules; D-rules report on the data itself (unavailable areas);
+    # O-rules judge the draft orders of order-select and order-sign (issue #4).
+    id = _named(r"^[RDO]\d+$", "not a rule id like R3, D1 or O1")
     kind = _named(KEBAB, "not a kebab-case kind")
     title = _text()
     evaluator = _named(SNAKE, "not an evaluator name")

@@ -49,7 +49,9 @@ def test_counts(kb):
     assert len(kb.ingredients) == 46  # 31 seed-class (§3.1) + 15 depleting (§3.2)
     assert len(kb.products) == 36  # 29 SCDs (§3.3) + 7 combination brands
     assert len(kb.orders) == 14
-    assert list(kb.services) == ["lip-twitch-patient-view"]
+    assert list(kb.services) == [
+        "lip-twitch-patient-view", "lip-twitch-order-select", "lip-twitch-order-sign",
+    ]  # issue #4 added the order services
 
 
 def test_loinc_index_covers_every_reference_code(kb):
