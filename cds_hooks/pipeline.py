@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 
-from cds_hooks.conformance import response_problems
 from cds_hooks.errors import InvalidRequest, UnknownService
 from cds_hooks.prefetch import resolve_data
 from cds_hooks.schemas import CONTEXT_SCHEMAS, HookRequestSchema, flatten_messages
@@ -148,9 +147,6 @@ def run_hook(
         extras=rt.extras,
     )
     result = HANDLERS[service.hook](call)
-    for problem in response_problems(result.response()):
-        # A card that breaks CDS Hooks 2.0 is our bug: log it, still answer (issue #2).
-        log.warning("%s: response does not conform to CDS Hooks 2.0: %s", service.id, problem)
     for listener in rt.extras.get("on_result", ()):
         listener(call, result)
     # Shadow mode (issue #6): the listeners recorded the cards; the site sees none yet.
