@@ -468,7 +468,7 @@ def bearer_token(header: str | None) -> str:
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise Unauthorized("Authorization header is not 'Bearer <token>'")
+        raise Unauthorized("Authorization header is not a bearer token")
     return token
 
 
