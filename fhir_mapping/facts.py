@@ -21,7 +21,7 @@ from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
 from fhir_mapping.dates import age_in_years, parse_fhir_datetime
-from fhir_mapping.medications import MedicationMatcher
+from fhir_mapping.medications import MedicationMatcher, matcher_for
 from fhir_mapping.records import KeyData
 from knowledge.codes import LOINC, matches, normalise_code, normalise_system
 from knowledge.kb import Analyte, CodeMatcher, ConditionConcept, KnowledgeBase
@@ -78,7 +78,7 @@ def extract_facts(
     conditions = _resources(data, ("conditions",), "Condition")
     condition_facts = ConditionReader(kb, issues).read(conditions)
     labs, unusable = LabReader(kb, issues).read(_resources(data, ("labs",), "Observation"))
-    matcher = matcher or MedicationMatcher(kb)
+    matcher = matcher or matcher_for(kb)
     medications = MedicationReader(kb, matcher, issues).read(
         _resources(data, ("medRequests",), "MedicationRequest"),
         _resources(data, ("medStatements",), "MedicationStatement"),

@@ -97,3 +97,15 @@ class MedicationMatcher:
             if not drug_class.systemic_only:
                 kept.append(match)
         return kept
+
+
+_MATCHERS: dict[int, tuple[KnowledgeBase, MedicationMatcher]] = {}
+
+
+def matcher_for(kb: KnowledgeBase) -> MedicationMatcher:
+    """The matcher of a knowledge base, built once (its name regex is not rebuilt per call)."""
+    cached = _MATCHERS.get(id(kb))
+    if cached is None or cached[0] is not kb:  # the id of a collected kb may be reused
+        cached = (kb, MedicationMatcher(kb))
+        _MATCHERS[id(kb)] = cached
+    return cached[1]
