@@ -210,7 +210,7 @@ def test_no_fhir_server_means_no_fetch_and_412_for_required_data():
 
 
 def test_server_not_on_the_allow_list_is_refused_and_logged_without_token(caplog):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="lipcds")
     other = "https://user:pw@evil.example.com/fhir?x=1"
     with responses.RequestsMock() as mock:  # any call would fail: nothing is registered
         with pytest.raises(PrefetchUnavailable) as raised:

@@ -394,7 +394,7 @@ def test_search_outcome_entry_is_kept_as_an_issue(fhir_server, client):
 
 
 def test_token_is_never_logged(fhir_server, client, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="lipcds")  # create_app may have raised it
     fhir_server.get(f"{BASE}/Observation", status=401, json=outcome(f"token {TOKEN} expired"))
     client.search("labs", "Observation", LABS_QUERY)
     assert caplog.records  # the call was logged ...
