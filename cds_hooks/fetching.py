@@ -33,9 +33,7 @@ def normalise_base(url: str) -> str:
 def shown(url: str) -> str:
     """A URL safe to log: scheme, host and path only (no user info, query or fragment)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # drop user:password@, keep host[:port] as sent
     return f"{parts.scheme}://{host}{parts.path}"
 
 

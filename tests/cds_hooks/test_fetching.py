@@ -251,3 +251,7 @@ def test_server_policy(env, base, allowed, insecure, refused):
 
 def test_shown_drops_credentials_and_query():
     assert shown("https://a:b@h.example:8443/fhir?token=x#f") == "https://h.example:8443/fhir"
+
+
+def test_shown_tolerates_a_bad_port():
+    assert shown("http://h.example:99999/fhir") == "http://h.example:99999/fhir"
