@@ -84,6 +84,10 @@ class IssuedCard(Base):
     tenant: Mapped[str | None] = mapped_column(String(255))
     shadow: Mapped[bool] = mapped_column(Boolean)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # -- issue #4: order-sign does not repeat what order-select showed in the encounter --
+    encounter_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    concerns: Mapped[str | None] = mapped_column(String(255))  # e.g. "MedicationRequest/1"
+    # -- end issue #4 --
 
     suggestions: Mapped[list[IssuedSuggestion]] = relationship(back_populates="card")
     feedback: Mapped[list[Feedback]] = relationship(back_populates="card")

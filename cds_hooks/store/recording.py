@@ -51,6 +51,7 @@ class CardRecorder:
                 issuer=call.issuer,
                 tenant=call.tenant,
                 shadow=bool(self.shadow and self.shadow(call.issuer, call.tenant)),
+                encounter_id=call.context.get("encounter_id"),  # issue #4
             )
         except StoreUnavailable as exc:
             log.error(

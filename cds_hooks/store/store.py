@@ -232,6 +232,7 @@ class Store:
         issuer: str | None = None,
         tenant: str | None = None,
         shadow: bool = False,
+        encounter_id: str | None = None,
     ) -> int:
         """Record the cards of one hook response; returns how many were new.
 
@@ -256,6 +257,7 @@ class Store:
                     "tenant": tenant,
                     "shadow": shadow,
                     "issued_at": issued_at,
+                    "encounter_id": encounter_id,  # issue #4
                 }
                 stmt = _insert(connection, _cards).values(values).returning(_cards.c.id)
                 card_id = connection.execute(stmt).scalar()
@@ -268,6 +270,26 @@ class Store:
                         [{"card_id": card_id, "suggestion_uuid": u} for u in suggestion_uuids],
                     )
         return recorded
+
+    # -- issue #4: repeats between order-select and order-sign ------------------------
+
+    def shown_at_order_select(
+        self, *, encounter_id: str, issuer: str | None = None, tenant: str | None = None
+    ) -> set[tuple[str | None, str]]:
+        """(concerns, card kind) of the cards order-select showed in this encounter.
+
+        Shadow cards were never shown, so they do not count. The issuer and tenant keep
+        one EHR's encounter ids apart from another's.
+        """
+        query = select(_cards.c.concerns, _cards.c.card_kind).where(
+            _cards.c.hook == "order-select",
+            _cards.c.encounter_id == encounter_id,
+            _cards.c.shadow.is_(False),
+            _cards.c.issuer.is_(None) if issuer is None else _cards.c.issuer == issuer,
+            _cards.c.tenant.is_(None) if tenant is None else _cards.c.tenant == tenant,
+        )
+        with self._transaction() as connection:
+            return {(concerns, kind) for concerns, kind in connection.execute(query.distinct())}
 
     # -- feedback ---------------------------------------------------------------------
 
@@ -435,5 +457,6 @@ def _card_row(card: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "rule_id": evidence.get("ruleId"),
         "kb_version": evidence.get("knowledgeBaseVersion"),
         "indicator": str(card.get("indicator") or "info"),
+        "concerns": evidence.get("concerns"),  # issue #4: the draft order a card is about
     }
     return row, list(dict.fromkeys(suggestions))
