@@ -111,7 +111,9 @@ _COLOURS = {"accepted": "#0072B2", "overridden": "#E69F00", "no feedback": "#BBB
 
 def render_chart(report: Report, path: str | Path) -> Path:
     """Draw the report as stacked horizontal bars per card kind and save it as a PNG."""
-    from matplotlib.figure import Figure  # imported here: slow, and only the CLI draws
+    # Imported here: slow, and only the CLI draws.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     path = Path(path)
     rows = sorted(report.rows, key=lambda r: (r.issued, r.card_kind))
@@ -154,7 +156,9 @@ def render_chart(report: Report, path: str | Path) -> Path:
         ax.set_xlim(0, widest * 1.3)
         ax.set_xlabel("cards")
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(loc="lower right", frameon=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Outside the axes, so it never hides a bar.
+        fig.legend(loc="outside lower center", ncols=3, frameon=False)
     fig.savefig(path, format="png")
     return path
 
