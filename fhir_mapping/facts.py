@@ -415,7 +415,7 @@ class LabReader:
         if unit is None and raw_unit:
             unit = normalise_unit(quantity.get("unit"), self.kb)  # a local code, a UCUM unit text
         inferred = False
-        if unit is None:
+        if unit is None and not raw_unit:  # §1.2: infer a *missing* unit, never replace one
             unit = self._range_unit(resource) or infer_unit(analyte, loinc, float(value))
             inferred = unit is not None
         if unit is None:
