@@ -124,8 +124,8 @@ class Context:
             result=result,
             limit=limit,
             limit_source=source,
-            low=value < limit,
-            critical=value < self.policy[critical_name],
+            low=_below(value, limit, converted=_converted(result) and result.reference_low is None),
+            critical=_below(value, self.policy[critical_name], converted=_converted(result)),
             evidence=[lab_evidence(label.capitalize(), result)],
             reasons=tuple(r for r in (result.reference,) if r),
         )
@@ -221,6 +221,23 @@ class Context:
                 result.reference,
             )
         )
+
+
+# §1.3 states each default limit in every unit, rounded: Mg < 0.70 mmol/L = < 1.70 mg/dL,
+# corrected Ca < 8.5 mg/dL = < 2.12 mmol/L, ionized Ca < 1.15 mmol/L = < 4.6 mg/dL. A value
+# reported exactly at the stated limit of its own unit lands a hair under the canonical limit
+# once converted (1.70 mg/dL x 0.4114 = 0.6994 mmol/L) and is not low. Only conversion
+# artefacts are absorbed: the largest in §1.3 is 0.2 %; 1.69 mg/dL is 0.7 % under.
+_CONVERSION_TOLERANCE = 0.003
+
+
+def _converted(result: LabResult) -> bool:
+    """The result was reported in another unit than the canonical one its limits use."""
+    return abs(result.value - result.reported_value) > 1e-9
+
+
+def _below(value: float, limit: float, *, converted: bool) -> bool:
+    return value < limit * (1 - _CONVERSION_TOLERANCE) if converted else value < limit
 
 
 def analyte_judged_by_default_in_children(analyte: str) -> bool:
