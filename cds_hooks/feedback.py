@@ -5,9 +5,10 @@ https://cds-hooks.hl7.org/2.0/#feedback. Answers:
   counts tell a client its retry was harmless);
 - 400 OperationOutcome naming the field (cds-fb-1..3, RFC 3339 timestamp, shape);
 - 404 for an unknown service;
-- 422 when an item names a card this service did not issue, or a suggestion that was
-  not on the card (the request is well-formed but refers to nothing we know; 404 would
-  read as "this service takes no feedback");
+- 422 when an item names a card this service did not issue to the calling site (JWT
+  issuer and tenant), or a suggestion that was not on the card: the request is
+  well-formed but refers to nothing we know, and a 404 would read as "this service
+  takes no feedback";
 - 503 with Retry-After when the store is down.
 A request is one transaction: all of its items are recorded, or none.
 """
@@ -20,7 +21,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 from marshmallow import (
     EXCLUDE,
@@ -208,7 +209,8 @@ def post_feedback(service_id: str) -> ResponseReturnValue:
     items = parse_feedback(read_json_body())
     store: Store = rt.extras["store"]
     try:
-        counts = store.record_feedback(service_id, items)
+        client = g.cds_client  # set by cds_hooks.auth before any view runs
+        counts = store.record_feedback(service_id, items, site=(client.iss, client.tenant))
     except StoreUnavailable as exc:
         # The cause (host, driver message) goes to the log, not to the client.
         log.error("feedback for service %s not recorded: %s", service_id, exc)

@@ -293,12 +293,19 @@ class Store:
 
     # -- feedback ---------------------------------------------------------------------
 
-    def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackCounts:
+    def record_feedback(
+        self,
+        service_id: str,
+        items: Sequence[FeedbackItem],
+        *,
+        site: tuple[str | None, str | None] | None = None,
+    ) -> FeedbackCounts:
         """Record a feedback request, all items or none.
 
         Raises UnknownCard when an item names a card this service did not issue to a
         clinician (shadow cards were never shown, so they count as not issued) or a
-        suggestion that was not on the card.
+        suggestion that was not on the card. With `site` (issuer, tenant), only cards
+        issued to that site count, so one EHR cannot write another's statistics.
         """
         received_at = self._clock()
         recorded = 0
@@ -309,6 +316,7 @@ class Store:
                     _cards.c.service_id == service_id,
                     _cards.c.card_uuid.in_(wanted),
                     _cards.c.shadow.is_(False),
+                    *_site_filter(site),
                 )
             ).all()
             card_ids = {uuid: card_id for uuid, card_id in found}
@@ -444,6 +452,16 @@ class Store:
                 bucket = rows[(rule_id, kind)].reasons
                 bucket[label] = bucket.get(label, 0) + n
         return list(rows.values())
+
+
+def _site_filter(site: tuple[str | None, str | None] | None) -> list[Any]:
+    if site is None:
+        return []
+    issuer, tenant = site
+    return [
+        _cards.c.issuer.is_(None) if issuer is None else _cards.c.issuer == issuer,
+        _cards.c.tenant.is_(None) if tenant is None else _cards.c.tenant == tenant,
+    ]
 
 
 def _card_row(card: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

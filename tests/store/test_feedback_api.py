@@ -317,3 +317,23 @@ def _uuids(store, *, shadow: bool) -> set[str]:
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT card_uuid, shadow FROM issued_card").all()
     return {uuid_ for uuid_, flag in rows if bool(flag) is shadow}
+
+
+def test_feedback_counts_only_for_the_site_the_card_was_issued_to(store, database_url):
+    app = make_app(database_url)
+    rt = app.extensions["lipcds"]
+    with app.app_context():
+        issued = run_hook(
+            rt,
+            SERVICE,
+            hook_request(load_demo("low-potassium-meq")),
+            issuer="https://ehr.a.example.org",
+            tenant="a",
+        )
+    # Authentication is disabled here, so the caller is anonymous: not site a.
+    response = app.test_client().post(
+        FEEDBACK_URL, json={"feedback": [override(issued["cards"][0])]}
+    )
+    assert response.status_code == 422
+    assert count_rows(store, "feedback") == 0
+    rt.extras["store"].dispose()
