@@ -151,5 +151,12 @@ def _check(s: Settings) -> None:
     for key, value in s.threshold_overrides.items():
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ConfigError(f"LIPCDS_THRESHOLD_OVERRIDES: {key}: must be a number")
+    if s.is_production and s.auth_mode == "jwt" and not s.public_base_url:
+        # Without it the expected JWT audience would come from the Host header, which the
+        # caller chooses: a token minted for another service could then pass as ours.
+        raise ConfigError(
+            "LIPCDS_PUBLIC_BASE_URL: required in production, it is the audience every EHR "
+            "token must name (e.g. https://cds.example.org)"
+        )
     if s.public_base_url is not None and not s.public_base_url.startswith(("https://", "http://")):
         raise ConfigError("LIPCDS_PUBLIC_BASE_URL: must be an absolute http(s) URL")

@@ -62,11 +62,13 @@ def resolve_data(
     if to_fetch and fetcher is not None:
         fetched = fetcher(service, request, to_fetch)
         for key, result in fetched.items():
-            if (
-                result.state is not DataState.UNAVAILABLE
-                or data[key].state is DataState.UNAVAILABLE
-            ):
+            before = data[key]
+            if result.state is not DataState.UNAVAILABLE:
                 data[key] = result
+            elif before.state is DataState.UNAVAILABLE:
+                # Both routes failed: keep both reasons (the EHR's own, then the server's).
+                problems = [p for p in (before.problem, result.problem) if p]
+                data[key] = KeyData.unavailable(key, "; then ".join(dict.fromkeys(problems)))
     missing = [k for k in service.required_prefetch if data[k].state is DataState.UNAVAILABLE]
     if missing:
         reasons = "; ".join(data[k].problem or k for k in missing)

@@ -41,6 +41,7 @@ def settings(env: str = "test", **overrides):
         "fhir_allowed_servers": [BASE + "/", DEV_BASE],
         "fhir_insecure_servers": [DEV_BASE],
         "auth_mode": "jwt",
+        "public_base_url": "https://cds.example.org",
     }
     values.update(overrides)
     return load_settings(values, environ={})

@@ -33,7 +33,10 @@ def test_the_hash_is_keyed(tmp_path):
 
 
 def test_production_requires_a_key():
-    production = load_settings({"env": "production", "trusted_issuers": []}, environ={})
+    production = load_settings(
+        {"env": "production", "trusted_issuers": [], "public_base_url": "https://cds.example.org"},
+        environ={},
+    )
     with pytest.raises(ConfigError, match="LIPCDS_PATIENT_ID_KEY"):
         load_patient_key(production)
 
