@@ -37,7 +37,7 @@ def normalise_system(system: str | None) -> str | None:
 
     Systems we do not know are returned stripped but otherwise untouched.
     """
-    if system is None:
+    if not isinstance(system, str):  # absent, or malformed JSON (a number, a list)
         return None
     stripped = system.strip()
     lowered = stripped.lower()

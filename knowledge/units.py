@@ -11,7 +11,7 @@ def normalise_unit(raw: str | None, kb: KnowledgeBase) -> str | None:
     An exact UCUM code wins; otherwise the alias table is consulted after lower-casing
     (clinical reference §1.2: EHRs send "mEq/L" even though UCUM is case-sensitive).
     """
-    if raw is None:
+    if not isinstance(raw, str):  # absent, or malformed JSON (a number, a list)
         return None
     text = raw.strip()
     if not text:
