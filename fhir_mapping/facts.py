@@ -114,6 +114,16 @@ def _resources(data: Mapping[str, KeyData], keys: Iterable[str], rtype: str) -> 
     ]
 
 
+def _list(value: Any) -> list:
+    """A JSON array, or nothing: raw resources are read before validation, so any field
+    may hold any JSON type."""
+    return value if isinstance(value, list) else []
+
+
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def reference_of(resource: Mapping[str, Any]) -> str | None:
     rid = resource.get("id")
     return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) and rid else None
@@ -137,11 +147,11 @@ def _codings(concept: Any) -> list[tuple[str, str, str]]:
     """(normalised system, normalised code, display) of a CodeableConcept's codings."""
     out = []
     if isinstance(concept, dict):
-        for coding in concept.get("coding", []) or []:
+        for coding in _list(concept.get("coding")):
             if not isinstance(coding, dict):
                 continue
-            system = normalise_system(coding.get("system"))
-            code = coding.get("code")
+            raw_system, code = coding.get("system"), coding.get("code")
+            system = normalise_system(raw_system) if isinstance(raw_system, str) else None
             if system and isinstance(code, str):
                 out.append((system, normalise_code(system, code), str(coding.get("display") or "")))
     return out
@@ -159,7 +169,7 @@ def _texts(concept: Any) -> list[str]:
 def _notes(resource: Mapping[str, Any]) -> list[str]:
     return [
         n["text"]
-        for n in resource.get("note", []) or []
+        for n in _list(resource.get("note"))
         if isinstance(n, dict) and isinstance(n.get("text"), str)
     ]
 
@@ -337,7 +347,7 @@ def _onset(resource: Mapping[str, Any]) -> datetime | None:
 
 
 def _body_site(resource: Mapping[str, Any]) -> str | None:
-    for site in resource.get("bodySite", []) or []:
+    for site in _list(resource.get("bodySite")):
         texts = _texts(site)
         if texts:
             return texts[0]
@@ -361,7 +371,7 @@ class LabReader:
                 continue
             analyte, loinc, by_name = identity
             status = resource.get("status")
-            if status not in _USABLE_LAB_STATUS:
+            if not isinstance(status, str) or status not in _USABLE_LAB_STATUS:
                 continue  # entered-in-error, cancelled, registered, unknown: not a result
             result = self._read_one(resource, analyte, loinc, by_name)
             if isinstance(result, LabResult):
@@ -443,7 +453,7 @@ class LabReader:
         )
 
     def _range_unit(self, resource: dict) -> str | None:
-        for rng in resource.get("referenceRange", []) or []:
+        for rng in _list(resource.get("referenceRange")):
             for bound in ("low", "high"):
                 quantity = rng.get(bound) if isinstance(rng, dict) else None
                 if isinstance(quantity, dict):
@@ -456,7 +466,7 @@ class LabReader:
         self, resource: dict, analyte: Analyte, result_unit: str
     ) -> tuple[float | None, float | None]:
         """The lab's own normal range in canonical units; a range we cannot convert is dropped."""
-        for rng in resource.get("referenceRange", []) or []:
+        for rng in _list(resource.get("referenceRange")):
             if not isinstance(rng, dict):
                 continue
             range_type = _status_code(rng.get("type"))
@@ -511,7 +521,8 @@ class MedicationReader:
             (s, _ACTIVE_STATEMENT, MedicationStatement) for s in statements
         ]
         for resource, active, model in records:
-            if resource.get("status") not in active:
+            status = resource.get("status")
+            if not isinstance(status, str) or status not in active:
                 continue
             concept, extra_texts, codings = self._medication(resource, by_id)
             route_texts = self._route_texts(resource)
@@ -540,7 +551,7 @@ class MedicationReader:
         concept = resource.get("medicationCodeableConcept")
         if isinstance(concept, dict):
             return concept, [], []
-        reference = (resource.get("medicationReference") or {}).get("reference")
+        reference = _obj(resource.get("medicationReference")).get("reference")
         if not isinstance(reference, str):
             return None, [], []
         medication = None
@@ -548,7 +559,7 @@ class MedicationReader:
             medication = next(
                 (
                     c
-                    for c in resource.get("contained", []) or []
+                    for c in _list(resource.get("contained"))
                     if isinstance(c, dict) and c.get("id") == reference[1:]
                 ),
                 None,
@@ -568,9 +579,9 @@ class MedicationReader:
             return None, [], []
         ingredient_codings = [
             coding
-            for ing in medication.get("ingredient", []) or []
+            for ing in _list(medication.get("ingredient"))
             if isinstance(ing, dict)
-            for coding in (ing.get("itemCodeableConcept") or {}).get("coding", []) or []
+            for coding in _list(_obj(ing.get("itemCodeableConcept")).get("coding"))
         ]
         form_texts = _texts(medication.get("form"))
         return medication.get("code"), form_texts, ingredient_codings
@@ -578,7 +589,7 @@ class MedicationReader:
     @staticmethod
     def _route_texts(resource: dict) -> list[str]:
         texts = []
-        for dosage in resource.get("dosageInstruction", []) or resource.get("dosage", []) or []:
+        for dosage in _list(resource.get("dosageInstruction")) or _list(resource.get("dosage")):
             if isinstance(dosage, dict):
                 texts.extend(_texts(dosage.get("route")))
                 if isinstance(dosage.get("text"), str):

@@ -50,7 +50,10 @@ class MedicationMatcher:
     ) -> list[DrugMatch]:
         """Ingredients named by a CodeableConcept (plus a referenced Medication's words)."""
         concept = concept if isinstance(concept, dict) else {}
-        codings = [c for c in concept.get("coding", []) or [] if isinstance(c, dict)]
+        coding_list = concept.get("coding")
+        codings = (
+            [c for c in coding_list if isinstance(c, dict)] if isinstance(coding_list, list) else []
+        )
         matches = self._match_codes(codings)
         texts = [c.get("display") for c in codings] + [concept.get("text"), *extra_texts]
         texts = [t for t in texts if isinstance(t, str) and t]
@@ -64,7 +67,8 @@ class MedicationMatcher:
     def _match_codes(self, codings: list[dict]) -> list[DrugMatch]:
         found: dict[str, DrugMatch] = {}
         for coding in codings:
-            if normalise_system(coding.get("system")) != RXNORM:
+            system = coding.get("system")
+            if not isinstance(system, str) or normalise_system(system) != RXNORM:
                 continue
             code = str(coding.get("code", "")).strip()
             if code in self._ingredient_codes:

@@ -101,7 +101,8 @@ def bundle_data(key: str, expected: str, bundle: dict) -> KeyData:
 
 
 def _next_link(bundle: dict) -> str | None:
-    for link in bundle.get("link", []) or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
             return str(link["url"])
     return None
@@ -109,7 +110,8 @@ def _next_link(bundle: dict) -> str | None:
 
 def _outcome_text(outcome: dict) -> str:
     texts = []
-    for issue in outcome.get("issue", []) or []:
+    issues = outcome.get("issue")
+    for issue in issues if isinstance(issues, list) else []:
         if isinstance(issue, dict):
             detail = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
             texts.append(str(detail or issue.get("code") or "error")[:200])
