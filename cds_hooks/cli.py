@@ -8,13 +8,15 @@ integration engineers, not Python developers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import logging
 import os
 import secrets
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -230,6 +232,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.dev:
         app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
         return 0
+    log_level = runtime(app).settings.log_level.lower()
     del app  # each gunicorn worker builds its own (database pools must not cross a fork)
     _gunicorn_application(
         {
@@ -237,7 +240,11 @@ def serve_command(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "accesslog": "-",
             "errorlog": "-",
+            "loglevel": log_level,
             "proc_name": "lipcds",
+            # gunicorn's runtime control socket sits at one path in $HOME, shared by every
+            # instance on the machine; we have no use for it (deploy/gunicorn.conf.py agrees).
+            "control_socket_disable": True,
         }
     ).run()
     return 0
@@ -279,7 +286,6 @@ def invoke_command(args: argparse.Namespace) -> int:
         # unauthenticated service. The server's own settings are not touched.
         "env": "development",
         "auth_mode": "disabled",
-        "log_level": "ERROR",
         # A trial run is not a clinical event: keep its cards out of the real store (and
         # out of the governance report), and leave no database or key file behind.
         "database_url": "sqlite://",
@@ -288,7 +294,10 @@ def invoke_command(args: argparse.Namespace) -> int:
     if args.now is not None:
         now = args.now
         config["clock"] = lambda: now
-    app = create_app(config)
+    with _quiet_warnings("lipcds"):
+        # The "authentication disabled" warning is meant for a listening server; this
+        # app never listens. Errors still show.
+        app = create_app(config)
     kb = runtime(app).kb
     request, service_id = _hook_request(document, label, args.service, kb)
 
@@ -302,6 +311,18 @@ def invoke_command(args: argparse.Namespace) -> int:
         return 1
     print(format_cards(body, service_id, request["context"].get("patientId")))
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_warnings(logger_name: str) -> Iterator[None]:
+    """Only errors from `logger_name` for the duration; its level is restored after."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _read_input(source: str, now: datetime | None) -> tuple[Any, str]:
