@@ -328,10 +328,12 @@ def _quiet_warnings(logger_name: str) -> Iterator[None]:
 def _read_input(source: str, now: datetime | None) -> tuple[Any, str]:
     """The JSON document named by INPUT, and a label for messages."""
     if source.startswith("demo:"):
-        from cds_hooks.demo import DemoError, load_demo
+        from cds_hooks.demo import DemoError, list_order_demos, load_demo, order_demo_request
 
         name = source.removeprefix("demo:")
         try:
+            if name in list_order_demos():  # issue #4: a complete order-select/-sign request
+                return order_demo_request(name, now=now), source
             return load_demo(name, now=now), source
         except DemoError as exc:
             raise CLIError(str(exc)) from None

@@ -25,7 +25,9 @@ __all__ = [
     "bundle_resources",
     "hook_request",
     "list_demos",
+    "list_order_demos",
     "load_demo",
+    "order_demo_request",
     "shift_dates",
 ]
 
@@ -243,3 +245,45 @@ def _searchset(found: list[dict[str, Any]]) -> dict[str, Any]:
             for r in found
         ]
     return bundle
+
+
+# -- issue #4: order-select and order-sign demo requests ---------------------------------
+# Each file in `cds_hooks/demo/orders/` names a demo patient, a hook and the draft orders;
+# the request is built when it is loaded, so the patient's dates stay fresh.
+
+ORDER_PREFETCH_KEYS = ("patient", "conditions", "labs")  # the order services' templates
+
+
+def _order_demo_dir() -> Path:
+    return _demo_dir() / "orders"
+
+
+def list_order_demos() -> list[str]:
+    """Names of the bundled order-select / order-sign demo requests, sorted."""
+    return sorted(path.stem for path in _order_demo_dir().glob("*.json"))
+
+
+def order_demo_request(name: str, now: datetime | None = None) -> dict[str, Any]:
+    """The order demo `name` as a complete CDS Hooks request, dated as of `now`."""
+    if name not in list_order_demos():
+        raise DemoError(f"no order demo {name!r} (known: {', '.join(list_order_demos())})")
+    spec = json.loads((_order_demo_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    bundle = load_demo(spec["patient"], now=now)
+    templates = {k: PATIENT_VIEW_TEMPLATES[k] for k in ORDER_PREFETCH_KEYS}
+    request = hook_request(bundle, f"lip-twitch-{spec['hook']}", templates=templates)
+    patient = {"reference": f"Patient/{request['context']['patientId']}"}
+    drafts = [{**draft, "subject": patient} for draft in spec["draftOrders"]]
+    request["hook"] = spec["hook"]
+    request["context"]["draftOrders"] = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": draft} for draft in drafts],
+    }
+    if spec.get("encounterId"):
+        request["context"]["encounterId"] = spec["encounterId"]
+    if spec["hook"] == "order-select":
+        request["context"]["selections"] = list(spec.get("selections", []))
+    return request
+
+
+# -- end issue #4 --

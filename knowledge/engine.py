@@ -918,8 +918,14 @@ def _draft_finding(ctx: Context, rule: Rule, draft: DraftMedication) -> Finding 
         reasons.extend(r for r in (complaint.reference,) if r)
     if ctx.facts.complaints:
         why.append("lip twitching")
-        if draft.group == "seed":
-            lines.append(f"- {drug_class.label} drugs can cause or worsen this twitching.")
+        effect = (
+            "a drug that can cause twitching may be behind it or make it worse"
+            if draft.group == "seed"
+            else "a drug that lowers "
+            + " and ".join(map(_analyte_word, drug_class.depletes))
+            + " can make it worse"
+        )
+        lines.append(f"- The patient already twitches: {effect}.")
     missing: list[str] = []
     for analyte in drug_class.depletes:
         word = _analyte_word(analyte)
