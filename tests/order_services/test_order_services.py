@@ -400,3 +400,20 @@ def test_work_up_card_that_only_orders_labs_goes_when_the_basket_has_them_all(cl
     drafts = [med_draft("d-sert", "312941"), *(lab_draft(i, loinc=c) for i, c in labs.items())]
     cards = call(client, "order-sign", order_request("order-sign", record, drafts))
     assert kinds(cards) == ["draft-medication-risk:sertraline"]
+
+
+def test_order_select_without_selections_is_a_400_naming_the_field(client):
+    request = order_request("order-select", TWITCHING_NORMAL_LABS, [med_draft("d", "312615")])
+    del request["context"]["selections"]
+    response = client.post("/cds-services/lip-twitch-order-select", json=request)
+    assert response.status_code == 400
+    assert "selections" in str(response.get_json())
+
+
+def test_ionized_calcium_in_the_basket_covers_total_calcium(client):
+    record = [patient(), twitching(), lab("potassium", 4.0), lab("magnesium", 2.0)]
+    drafts = [med_draft("d-sert", "312941"), lab_draft("sr-ica", text="Ionized calcium")]
+    cards = call(client, "order-select", order_request("order-select", record, drafts))
+    workup = [c for c in cards if kinds([c]) == ["lab-workup-missing"]][0]
+    assert "17861-6" not in ordered_loincs(workup)
+    assert "1751-7" in ordered_loincs(workup)  # albumin stays: the correction needs it
