@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 
+from cds_hooks.conformance import response_problems
 from cds_hooks.errors import InvalidRequest, UnknownService
 from cds_hooks.prefetch import resolve_data
 from cds_hooks.schemas import CONTEXT_SCHEMAS, HookRequestSchema, flatten_messages
@@ -49,6 +50,7 @@ class HookCall:
     tenant: str | None = None
     issuer: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)  # issue #4: the runtime's store
+    disabled_rules: frozenset[str] = frozenset()  # the calling site's switched-off rules
 
 
 @dataclass
@@ -145,8 +147,12 @@ def run_hook(
         tenant=tenant,
         issuer=issuer,
         extras=rt.extras,
+        disabled_rules=_site_disabled_rules(rt, issuer, tenant),
     )
     result = HANDLERS[service.hook](call)
+    for problem in response_problems(result.response()):
+        # A card that breaks CDS Hooks 2.0 is our bug: log it, still answer (issue #2).
+        log.warning("%s: response does not conform to CDS Hooks 2.0: %s", service.id, problem)
     for listener in rt.extras.get("on_result", ()):
         listener(call, result)
     # Shadow mode (issue #6): the listeners recorded the cards; the site sees none yet.
@@ -156,11 +162,16 @@ def run_hook(
     return result.response()
 
 
+def _site_disabled_rules(rt: Runtime, issuer: str | None, tenant: str | None) -> frozenset[str]:
+    site_rules = rt.extras.get("site_rules")
+    return frozenset(site_rules(issuer, tenant)) if site_rules else frozenset()
+
+
 @handles("patient-view")
 def patient_view(call: HookCall) -> HookResult:
     """Lip-twitch work-up when the chart opens."""
     facts = extract_facts(call.data, call.kb, now=call.now, patient_id=call.context["patient_id"])
-    evaluation = evaluate(facts, call.kb, call.policy)
+    evaluation = evaluate(facts, call.kb, call.policy, disabled_rules=call.disabled_rules)
     cards = build_cards(
         evaluation,
         call.kb,
