@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir.resources.R4B.condition import Condition
@@ -41,6 +41,8 @@ from knowledge.units import infer_unit, normalise_unit, to_canonical
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 _EXCLUDED_VERIFICATION = {"entered-in-error", "refuted"}
 _USABLE_LAB_STATUS = {"final", "amended", "corrected", "preliminary"}
+_READ_IN_FULL = {"albumin"}  # paired by date with calcium, not just the newest
+_UNDATED = datetime.min.replace(tzinfo=UTC)  # sorts last; such a result is unusable anyway
 _ACTIVE_REQUEST = {"active", "on-hold"}
 _ACTIVE_STATEMENT = {"active", "intended"}
 # Words that negate a finding written in free text ("no facial droop", "denies dysphagia").
@@ -363,8 +365,16 @@ class LabReader:
         self._by_name = [a for a in kb.analytes.values() if a.name_pattern is not None]
 
     def read(self, observations: list[dict]) -> tuple[list[LabResult], list[UnusableLab]]:
-        usable: list[LabResult] = []
-        unusable: list[UnusableLab] = []
+        """The results the rules can use, newest first per analyte.
+
+        P5 uses only the newest usable result of an analyte (if it is stale, no fresh one
+        exists), so candidates are validated newest first and the walk stops after the
+        first usable one and any with the same timestamp (amended beats final there).
+        Older results are never judged, so they are not parsed: on a long lab history
+        this is most of the cost of a request. Albumin is read in full, because calcium
+        correction pairs the albumin nearest to the calcium's date.
+        """
+        candidates: dict[str, list[tuple[datetime, dict, Analyte, str | None, bool]]] = {}
         for resource in observations:
             identity = self._identify(resource)
             if identity is None:
@@ -373,11 +383,22 @@ class LabReader:
             status = resource.get("status")
             if not isinstance(status, str) or status not in _USABLE_LAB_STATUS:
                 continue  # entered-in-error, cancelled, registered, unknown: not a result
-            result = self._read_one(resource, analyte, loinc, by_name)
-            if isinstance(result, LabResult):
-                usable.append(result)
-            else:
-                unusable.append(result)
+            when = _effective(resource) or _UNDATED
+            candidates.setdefault(analyte.key, []).append((when, resource, analyte, loinc, by_name))
+        usable: list[LabResult] = []
+        unusable: list[UnusableLab] = []
+        for key, entries in candidates.items():
+            entries.sort(key=lambda entry: entry[0], reverse=True)
+            newest: datetime | None = None
+            for when, resource, analyte, loinc, by_name in entries:
+                if newest is not None and when != newest and key not in _READ_IN_FULL:
+                    break
+                result = self._read_one(resource, analyte, loinc, by_name)
+                if isinstance(result, LabResult):
+                    usable.append(result)
+                    newest = newest or when
+                else:
+                    unusable.append(result)
         return usable, unusable
 
     def _identify(self, resource: dict) -> tuple[Analyte, str | None, bool] | None:
