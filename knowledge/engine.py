@@ -643,6 +643,19 @@ def _seed_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Finding:
     evidence = _medication_evidence(use)
     if onset:
         evidence.append(Evidence("Twitching onset", onset.date().isoformat()))
+    return _medication_finding(ctx, rule, use, indicator, values, evidence, use.references)
+
+
+def _medication_finding(
+    ctx: Context,
+    rule: Rule,
+    use: MedicationUse,
+    indicator: Indicator,
+    values: dict[str, object],
+    evidence: list[Evidence],
+    reasons: Iterable[str],
+) -> Finding:
+    """R7 and R8 cards are per ingredient: the kind carries the slug (§6)."""
     return make_finding(
         ctx,
         rule,
@@ -651,7 +664,7 @@ def _seed_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Finding:
         kind=f"{rule.kind}:{use.slug}",
         kind_display=f"{rule.title}: {use.ingredient}",
         evidence=evidence,
-        reasons=use.references,
+        reasons=reasons,
     )
 
 
@@ -696,16 +709,7 @@ def _depleting_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Findi
             for j in lows
         )
     indicator = Indicator.WARNING if lows else Indicator.INFO
-    return make_finding(
-        ctx,
-        rule,
-        indicator,
-        values,
-        kind=f"{rule.kind}:{use.slug}",
-        kind_display=f"{rule.title}: {use.ingredient}",
-        evidence=evidence,
-        reasons=reasons,
-    )
+    return _medication_finding(ctx, rule, use, indicator, values, evidence, reasons)
 
 
 _UNILATERAL = re.compile(r"\b(left|right|unilateral|one side|one-sided)\b", re.I)
