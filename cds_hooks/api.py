@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_hooks.app import runtime
-from cds_hooks.errors import InvalidRequest, UnsupportedMediaType
+from cds_hooks.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_hooks.pipeline import discovery_document, run_hook
 
 api = Blueprint("cds", __name__)
@@ -30,6 +30,8 @@ def discovery() -> ResponseReturnValue:
 def call_service(service_id: str) -> ResponseReturnValue:
     """Run one service on one hook request and answer with its cards."""
     rt = runtime(current_app)
+    if service_id not in rt.kb.services:  # "no such service" comes before any body check
+        raise UnknownService(f"no CDS service with id {service_id!r}")
     body = read_json_body()
     client = g.cds_client  # set by cds_hooks.auth before any view runs
     return jsonify(run_hook(rt, service_id, body, issuer=client.iss, tenant=client.tenant))
