@@ -684,3 +684,10 @@ def test_demo_patient(client, name):
     body = response.get_json()
     assert kinds(body["cards"]) == DEMO_EXPECTED[name]
     assert response_problems(body) == []
+
+
+def test_known_condition_card_carries_the_seed_note_for_each_condition(client):
+    conditions = [complaint(), finding(ICD10, "G51.0", "Bell's palsy, left")]
+    known = card(call(client, hook_request(conditions)), "known-neurologic-condition")
+    assert "physical therapy or steroids" in known["detail"]
+    assert "botulinum" not in known["detail"]  # the hemifacial-spasm note is not shown
