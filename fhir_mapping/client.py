@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
+from fhir_mapping.raw import outcome_text
 from fhir_mapping.records import KeyData, bundle_data, template_resource_type
-from fhir_mapping.records import _outcome_text as outcome_text  # same package, one wording
 from knowledge.model import DataState
 
 log = logging.getLogger("lipcds.fhir_client")

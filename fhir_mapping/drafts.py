@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_mapping.facts import _codings, _texts, reference_of
+from fhir_mapping import raw
 from fhir_mapping.medications import MedicationMatcher
 from knowledge.codes import LOINC
 from knowledge.kb import KnowledgeBase
@@ -65,7 +65,7 @@ def read_draft_orders(
     for resource in resources:
         if resource.get("resourceType") != "MedicationRequest":
             continue
-        reference = reference_of(resource)
+        reference = raw.reference_of(resource)
         if reference is None or (chosen is not None and reference not in chosen):
             continue
         if resource.get("status") in _GONE:
@@ -87,7 +87,7 @@ def _draft_medications(
     found = matcher.match_concept(concept, extra_texts, _route_texts(resource))
     if not found and ingredient_codings:
         found = matcher.match_codings(ingredient_codings)
-    text = (_texts(concept) or extra_texts or ["(no name)"])[0]
+    text = (raw.texts(concept) or extra_texts or ["(no name)"])[0]
     out: list[DraftMedication] = []
     classes: set[str] = set()
     for match in found:
@@ -145,7 +145,7 @@ def _medication_of(resource: dict[str, Any]) -> tuple[dict | None, list[str], li
         if isinstance(coding, dict)
     ]
     code = medication.get("code") if isinstance(medication.get("code"), dict) else None
-    return code, [*_texts(medication.get("form")), *extra], codings
+    return code, [*raw.texts(medication.get("form")), *extra], codings
 
 
 def _route_texts(resource: dict[str, Any]) -> list[str]:
@@ -153,7 +153,7 @@ def _route_texts(resource: dict[str, Any]) -> list[str]:
     dosages = resource.get("dosageInstruction")
     for dosage in dosages if isinstance(dosages, list) else []:
         if isinstance(dosage, dict):
-            texts.extend(_texts(dosage.get("route")))
+            texts.extend(raw.texts(dosage.get("route")))
             if isinstance(dosage.get("text"), str):
                 texts.append(dosage["text"])
     return texts
@@ -163,13 +163,13 @@ def lab_analytes(
     concept: Any, kb: KnowledgeBase, panels: Mapping[str, Iterable[str]] | None = None
 ) -> set[str]:
     """Analytes a lab order's code measures: a known LOINC, a panel, else its name."""
-    loincs = [code for system, code, _ in _codings(concept) if system == LOINC]
+    loincs = [code for system, code, _ in raw.codings(concept) if system == LOINC]
     found = {kb.loinc_index[c] for c in loincs if c in kb.loinc_index}
     for code in loincs:
         found.update((panels or {}).get(code, ()))
     if found or loincs:
         return found
-    for text in _texts(concept):
+    for text in raw.texts(concept):
         for analyte in kb.analytes.values():
             pattern, exclude = analyte.name_pattern, analyte.name_exclude
             if pattern and pattern.search(text) and not (exclude and exclude.search(text)):

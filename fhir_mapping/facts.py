@@ -20,10 +20,11 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
+from fhir_mapping import raw
 from fhir_mapping.dates import age_in_years, parse_fhir_datetime
 from fhir_mapping.medications import MedicationMatcher, matcher_for
 from fhir_mapping.records import KeyData
-from knowledge.codes import LOINC, matches, normalise_code, normalise_system
+from knowledge.codes import LOINC, matches
 from knowledge.kb import Analyte, CodeMatcher, ConditionConcept, KnowledgeBase
 from knowledge.model import (
     ConditionFact,
@@ -116,21 +117,6 @@ def _resources(data: Mapping[str, KeyData], keys: Iterable[str], rtype: str) -> 
     ]
 
 
-def _list(value: Any) -> list:
-    """A JSON array, or nothing: raw resources are read before validation, so any field
-    may hold any JSON type."""
-    return value if isinstance(value, list) else []
-
-
-def _obj(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def reference_of(resource: Mapping[str, Any]) -> str | None:
-    rid = resource.get("id")
-    return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) and rid else None
-
-
 def validation_problem(model: Any, resource: dict) -> str | None:
     """None when the resource is valid R4 (R4B models); else where it is not, without values."""
     try:
@@ -142,45 +128,6 @@ def validation_problem(model: Any, resource: dict) -> str | None:
         return f"not a valid FHIR R4 {resource.get('resourceType')}: {where}: {first['type']}{more}"
     except (TypeError, ValueError) as exc:  # malformed beyond pydantic's own reporting
         return f"not a valid FHIR R4 {resource.get('resourceType')}: {type(exc).__name__}"
-    return None
-
-
-def _codings(concept: Any) -> list[tuple[str, str, str]]:
-    """(normalised system, normalised code, display) of a CodeableConcept's codings."""
-    out = []
-    if isinstance(concept, dict):
-        for coding in _list(concept.get("coding")):
-            if not isinstance(coding, dict):
-                continue
-            raw_system, code = coding.get("system"), coding.get("code")
-            system = normalise_system(raw_system) if isinstance(raw_system, str) else None
-            if system and isinstance(code, str):
-                out.append((system, normalise_code(system, code), str(coding.get("display") or "")))
-    return out
-
-
-def _texts(concept: Any) -> list[str]:
-    texts = []
-    if isinstance(concept, dict):
-        if isinstance(concept.get("text"), str):
-            texts.append(concept["text"])
-        texts.extend(d for _, _, d in _codings(concept) if d)
-    return texts
-
-
-def _notes(resource: Mapping[str, Any]) -> list[str]:
-    return [
-        n["text"]
-        for n in _list(resource.get("note"))
-        if isinstance(n, dict) and isinstance(n.get("text"), str)
-    ]
-
-
-def _status_code(concept: Any) -> str | None:
-    for _, code, _ in _codings(concept):
-        return code
-    if isinstance(concept, dict) and isinstance(concept.get("text"), str):
-        return concept["text"].strip().lower()
     return None
 
 
@@ -223,9 +170,9 @@ class ConditionReader:
         for resource in conditions:
             if not self._counts(resource):
                 continue
-            codings = _codings(resource.get("code"))
-            texts = _texts(resource.get("code"))
-            notes = _notes(resource)
+            codings = raw.codings(resource.get("code"))
+            texts = raw.texts(resource.get("code"))
+            notes = raw.notes(resource)
             is_complaint = self._is_complaint(codings, [*texts, *notes])
             flag_hits = self._red_flags(codings, [*texts, *notes])
             known_hits = [
@@ -236,13 +183,13 @@ class ConditionReader:
                 continue
             problem = validation_problem(Condition, resource)
             if problem:
-                ref = reference_of(resource)
+                ref = raw.reference_of(resource)
                 self.issues.append(
                     DataIssue("conditions", f"{ref or 'a Condition'}: {problem}", ref)
                 )
                 continue
             text = texts[0] if texts else "(no text)"
-            ref = reference_of(resource)
+            ref = raw.reference_of(resource)
             onset = _onset(resource)
             if is_complaint:
                 complaints.append(
@@ -294,10 +241,10 @@ class ConditionReader:
 
     def _counts(self, resource: dict) -> bool:
         """P1/P7 status filter: active (or no status and no abatement), not refuted."""
-        verification = _status_code(resource.get("verificationStatus"))
+        verification = raw.status_code(resource.get("verificationStatus"))
         if verification in _EXCLUDED_VERIFICATION:
             return False
-        clinical = _status_code(resource.get("clinicalStatus"))
+        clinical = raw.status_code(resource.get("clinicalStatus"))
         if clinical is None:
             return not any(k.startswith("abatement") for k in resource)
         return clinical in _ACTIVE_CLINICAL
@@ -349,8 +296,8 @@ def _onset(resource: Mapping[str, Any]) -> datetime | None:
 
 
 def _body_site(resource: Mapping[str, Any]) -> str | None:
-    for site in _list(resource.get("bodySite")):
-        texts = _texts(site)
+    for site in raw.as_list(resource.get("bodySite")):
+        texts = raw.texts(site)
         if texts:
             return texts[0]
     return None
@@ -402,7 +349,7 @@ class LabReader:
         return usable, unusable
 
     def _identify(self, resource: dict) -> tuple[Analyte, str | None, bool] | None:
-        codings = _codings(resource.get("code"))
+        codings = raw.codings(resource.get("code"))
         loincs = [code for system, code, _ in codings if system == LOINC]
         for code in loincs:
             key = self.kb.loinc_index.get(code)
@@ -410,7 +357,7 @@ class LabReader:
                 return self.kb.analytes[key], code, False
         if loincs:
             return None  # a LOINC test that is not one of ours
-        for text in _texts(resource.get("code")):
+        for text in raw.texts(resource.get("code")):
             for analyte in self._by_name:
                 if analyte.name_pattern.search(text) and not (
                     analyte.name_exclude and analyte.name_exclude.search(text)
@@ -421,9 +368,9 @@ class LabReader:
     def _read_one(
         self, resource: dict, analyte: Analyte, loinc: str | None, by_name: bool
     ) -> LabResult | UnusableLab:
-        ref = reference_of(resource)
+        ref = raw.reference_of(resource)
         effective = _effective(resource)
-        display = (_texts(resource.get("code")) or [analyte.display])[0]
+        display = (raw.texts(resource.get("code")) or [analyte.display])[0]
 
         def unusable(reason: str) -> UnusableLab:
             return UnusableLab(analyte.key, reason, ref, effective, display)
@@ -433,7 +380,7 @@ class LabReader:
             self.issues.append(DataIssue("labs", f"{ref or 'an Observation'}: {problem}", ref))
             return unusable(problem)
         if "dataAbsentReason" in resource:
-            reason = (_texts(resource["dataAbsentReason"]) or ["no reason given"])[0]
+            reason = (raw.texts(resource["dataAbsentReason"]) or ["no reason given"])[0]
             return unusable(f"no value ({reason})")
         quantity = resource.get("valueQuantity")
         value = quantity.get("value") if isinstance(quantity, dict) else None
@@ -474,7 +421,7 @@ class LabReader:
         )
 
     def _range_unit(self, resource: dict) -> str | None:
-        for rng in _list(resource.get("referenceRange")):
+        for rng in raw.as_list(resource.get("referenceRange")):
             for bound in ("low", "high"):
                 quantity = rng.get(bound) if isinstance(rng, dict) else None
                 if isinstance(quantity, dict):
@@ -487,10 +434,10 @@ class LabReader:
         self, resource: dict, analyte: Analyte, result_unit: str
     ) -> tuple[float | None, float | None]:
         """The lab's own normal range in canonical units; a range we cannot convert is dropped."""
-        for rng in _list(resource.get("referenceRange")):
+        for rng in raw.as_list(resource.get("referenceRange")):
             if not isinstance(rng, dict):
                 continue
-            range_type = _status_code(rng.get("type"))
+            range_type = raw.status_code(rng.get("type"))
             if range_type not in (None, "normal"):
                 continue
             bounds = []
@@ -553,13 +500,13 @@ class MedicationReader:
             if not found:
                 continue
             problem = validation_problem(model, resource)
-            ref = reference_of(resource)
+            ref = raw.reference_of(resource)
             if problem:
                 self.issues.append(
                     DataIssue("medications", f"{ref or 'a medication record'}: {problem}", ref)
                 )
                 continue
-            text = (_texts(concept) or extra_texts or ["(no name)"])[0]
+            text = (raw.texts(concept) or extra_texts or ["(no name)"])[0]
             start = _start(resource)
             for match in found:
                 uses[match.slug] = _merge(uses.get(match.slug), self._use(match, text, start, ref))
@@ -572,7 +519,7 @@ class MedicationReader:
         concept = resource.get("medicationCodeableConcept")
         if isinstance(concept, dict):
             return concept, [], []
-        reference = _obj(resource.get("medicationReference")).get("reference")
+        reference = raw.as_object(resource.get("medicationReference")).get("reference")
         if not isinstance(reference, str):
             return None, [], []
         medication = None
@@ -580,7 +527,7 @@ class MedicationReader:
             medication = next(
                 (
                     c
-                    for c in _list(resource.get("contained"))
+                    for c in raw.as_list(resource.get("contained"))
                     if isinstance(c, dict) and c.get("id") == reference[1:]
                 ),
                 None,
@@ -588,7 +535,7 @@ class MedicationReader:
         elif reference.startswith("Medication/"):
             medication = by_id.get(reference.removeprefix("Medication/"))
         if not isinstance(medication, dict):
-            ref = reference_of(resource)
+            ref = raw.reference_of(resource)
             self.issues.append(
                 DataIssue(
                     "medications", f"{ref}: medication {reference} could not be resolved", ref
@@ -600,19 +547,22 @@ class MedicationReader:
             return None, [], []
         ingredient_codings = [
             coding
-            for ing in _list(medication.get("ingredient"))
+            for ing in raw.as_list(medication.get("ingredient"))
             if isinstance(ing, dict)
-            for coding in _list(_obj(ing.get("itemCodeableConcept")).get("coding"))
+            for coding in raw.as_list(raw.as_object(ing.get("itemCodeableConcept")).get("coding"))
         ]
-        form_texts = _texts(medication.get("form"))
+        form_texts = raw.texts(medication.get("form"))
         return medication.get("code"), form_texts, ingredient_codings
 
     @staticmethod
     def _route_texts(resource: dict) -> list[str]:
         texts = []
-        for dosage in _list(resource.get("dosageInstruction")) or _list(resource.get("dosage")):
+        dosages = raw.as_list(resource.get("dosageInstruction")) or raw.as_list(
+            resource.get("dosage")
+        )
+        for dosage in dosages:
             if isinstance(dosage, dict):
-                texts.extend(_texts(dosage.get("route")))
+                texts.extend(raw.texts(dosage.get("route")))
                 if isinstance(dosage.get("text"), str):
                     texts.append(dosage["text"])
         return texts
@@ -669,7 +619,8 @@ def _age(patients: list[dict], now: datetime, issues: list[DataIssue]) -> int | 
     patient = patients[0]
     problem = validation_problem(Patient, patient)
     if problem:
-        issues.append(DataIssue("patient", f"{reference_of(patient) or 'Patient'}: {problem}"))
+        where = raw.reference_of(patient) or "Patient"
+        issues.append(DataIssue("patient", f"{where}: {problem}"))
         return None
     birth = parse_fhir_datetime(patient.get("birthDate"))
     if birth is None:

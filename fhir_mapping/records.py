@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fhir_mapping import raw
 from knowledge.model import DataState
 
 
@@ -52,7 +53,7 @@ def interpret_prefetch(key: str, template: str, value: object) -> KeyData:
         return KeyData.unavailable(key, f"prefetch {key!r} is not a FHIR resource")
     resource_type = value["resourceType"]
     if resource_type == "OperationOutcome":
-        reason = _outcome_text(value)
+        reason = raw.outcome_text(value)
         return KeyData.unavailable(key, f"the EHR could not prefetch {key!r}: {reason}")
     if is_read:
         if resource_type != expected:
@@ -83,7 +84,7 @@ def bundle_data(key: str, expected: str, bundle: dict) -> KeyData:
             continue
         rtype = resource["resourceType"]
         if rtype == "OperationOutcome":
-            issues.append(f"{key}: the server reported: {_outcome_text(resource)}")
+            issues.append(f"{key}: the server reported: {raw.outcome_text(resource)}")
         elif rtype in allowed:
             resources.append(resource)
         else:
@@ -106,13 +107,3 @@ def _next_link(bundle: dict) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
             return str(link["url"])
     return None
-
-
-def _outcome_text(outcome: dict) -> str:
-    texts = []
-    issues = outcome.get("issue")
-    for issue in issues if isinstance(issues, list) else []:
-        if isinstance(issue, dict):
-            detail = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
-            texts.append(str(detail or issue.get("code") or "error")[:200])
-    return "; ".join(texts) or "no detail given"
