@@ -1,0 +1,45 @@
+"""General evaluators: lifestyle advice (R1) and data that could not be retrieved (D1)."""
+
+from __future__ import annotations
+
+from knowledge.engine.core import complaint_evidence, evaluator, make_finding
+from knowledge.engine.labs import Context
+from knowledge.engine.text import join_words, md
+from knowledge.kb import Rule
+from knowledge.model import DataState, Finding, Indicator
+
+
+@evaluator("lifestyle")
+def lifestyle(ctx: Context, rule: Rule) -> list[Finding]:
+    """R1; suppression by R9, R10 and critical cards is applied afterwards (`suppressed_by`)."""
+    if not (ctx.labs_available and ctx.meds_available):
+        return []  # §5.1: R1 needs labs and medications to say nothing serious was seen
+    complaint = ctx.facts.complaints[0]
+    return (
+        [
+            make_finding(
+                ctx,
+                rule,
+                Indicator.INFO,
+                {},
+                evidence=[complaint_evidence(c) for c in ctx.facts.complaints],
+                reasons=[r for c in ctx.facts.complaints for r in (c.reference,) if r],
+            )
+        ]
+        if complaint
+        else []
+    )
+
+
+
+@evaluator("data_unavailable")
+def data_unavailable(ctx: Context, rule: Rule) -> list[Finding]:
+    """D1: say plainly which data could not be retrieved (never read as absent)."""
+    labels: dict[str, str] = rule.params["areas"]
+    missing = [a for a in labels if ctx.facts.state(a) is DataState.UNAVAILABLE]
+    if not missing:
+        return []
+    problems = [f"- {md(i.message)}" for i in ctx.facts.issues if i.area in missing]
+    values = {"areas": join_words([labels[a] for a in missing]), "problems": "\n".join(problems)}
+    return [make_finding(ctx, rule, Indicator.INFO, values)]
+

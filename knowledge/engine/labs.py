@@ -1,0 +1,272 @@
+"""Lab judgement: the evaluation context every rule shares, and each analyte against its limit.
+
+Results are split into fresh and stale (P4), newest first (P5); a value is judged against
+the lab's own reference range, else the default limit of the policy (§1.3). Calcium is
+judged once per evaluation: ionized if fresh, else the reported corrected calcium, else the
+total corrected for a paired albumin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from knowledge.engine.text import day, fmt, md
+from knowledge.kb import KnowledgeBase
+from knowledge.model import DataIssue, DataState, Evidence, LabResult, PatientFacts
+from knowledge.policy import Policy
+
+_STATUS_RANK = {"corrected": 3, "amended": 3, "final": 2, "preliminary": 1}
+
+
+@dataclass
+class Judgement:
+    """One analyte judged against its limit: the basis of R3-R6 and R8."""
+
+    analyte: str
+    label: str  # "potassium", "ionized calcium", "corrected calcium"
+    value: float  # in `unit`
+    unit: str
+    result: LabResult
+    limit: float
+    limit_source: str  # "the lab's reference range" | "the default lower limit"
+    low: bool
+    critical: bool
+    evidence: list[Evidence] = field(default_factory=list)
+    calculation: str = ""  # markdown explaining a derived value
+    reasons: tuple[str, ...] = ()
+
+
+class Context:
+    """One evaluation: facts, policy and the lab picture every rule shares."""
+
+    def __init__(self, facts: PatientFacts, kb: KnowledgeBase, policy: Policy):
+        self.facts = facts
+        self.kb = kb
+        self.policy = policy
+        self.now = facts.evaluated_at
+        self.issues: list[DataIssue] = list(facts.issues)
+        self.labs_available = facts.state("labs") is not DataState.UNAVAILABLE
+        self.meds_available = facts.state("medications") is not DataState.UNAVAILABLE
+        fresh_after = self.now - timedelta(days=policy.days("freshness_days"))
+        self.fresh: dict[str, list[LabResult]] = {}
+        self.stale: dict[str, list[LabResult]] = {}
+        for result in facts.labs:
+            bucket = self.fresh if result.effective >= fresh_after else self.stale
+            bucket.setdefault(result.analyte, []).append(result)
+        for results in (*self.fresh.values(), *self.stale.values()):
+            # P5: newest first; on equal timestamps amended/corrected beat final.
+            results.sort(key=lambda r: (r.effective, _STATUS_RANK.get(r.status, 0)), reverse=True)
+        self.pediatric = facts.age_years is not None and facts.age_years < policy["adult_age_years"]
+        self._calcium: Judgement | None | bool = False  # False: not computed yet
+
+    def latest(self, analyte: str) -> LabResult | None:
+        results = self.fresh.get(analyte)
+        return results[0] if results else None
+
+    def judge(
+        self, analyte: str, low_name: str, critical_name: str, label: str
+    ) -> Judgement | None:
+        """The latest fresh result of `analyte` against its low and critical limits."""
+        result = self.latest(analyte)
+        if result is None:
+            return None
+        return self._judge(result, result.value, low_name, critical_name, label)
+
+    def _judge(
+        self, result: LabResult, value: float, low_name: str, critical_name: str, label: str
+    ) -> Judgement | None:
+        if result.reference_low is not None:
+            limit, source = result.reference_low, "the lab's reference range"
+        elif self.pediatric and not analyte_judged_by_default_in_children(result.analyte):
+            return None  # §1.3: no adult default for a child's calcium; said in the detail
+        else:
+            limit, source = self.policy[low_name], "the default lower limit"
+        return Judgement(
+            analyte=result.analyte,
+            label=label,
+            value=value,
+            unit=result.unit,
+            result=result,
+            limit=limit,
+            limit_source=source,
+            low=_below(value, limit, converted=_converted(result) and result.reference_low is None),
+            critical=_below(value, self.policy[critical_name], converted=_converted(result)),
+            evidence=[lab_evidence(label.capitalize(), result)],
+            reasons=tuple(r for r in (result.reference,) if r),
+        )
+
+    def calcium(self) -> Judgement | None:
+        """R5's calcium: fresh ionized wins; else total corrected for a paired albumin."""
+        if self._calcium is False:
+            self._calcium = self._judge_calcium()
+        return self._calcium  # type: ignore[return-value]
+
+    def _judge_calcium(self) -> Judgement | None:
+        ionized = self.latest("calcium_ionized")
+        if ionized is not None:
+            judged = self._judge(
+                ionized,
+                ionized.value,
+                "calcium_ionized_low",
+                "calcium_ionized_critical_low",
+                "ionized calcium",
+            )
+            if judged is None:
+                self._not_assessable(ionized)
+            return judged
+        total = self.latest("calcium_total")
+        reported = self.latest("calcium_corrected")
+        if reported is not None and (total is None or reported.effective >= total.effective):
+            judged = self._judge(
+                reported,
+                reported.value,
+                "calcium_corrected_low",
+                "calcium_corrected_critical_low",
+                "corrected calcium",
+            )
+            if judged is None:
+                self._not_assessable(reported)
+            return judged
+        if total is None:
+            return None
+        albumin = self._paired_albumin(total)
+        if albumin is None:
+            judged = self._judge(
+                total,
+                total.value,
+                "calcium_corrected_low",
+                "calcium_corrected_critical_low",
+                "total calcium",
+            )
+            if judged is not None:
+                judged.calculation = (
+                    "No albumin within "
+                    f"{self.policy.days('albumin_pairing_days')} days of this calcium: the "
+                    "uncorrected total calcium was judged."
+                )
+        else:
+            corrected = total.value + 0.8 * (4.0 - albumin.value)
+            judged = self._judge(
+                total,
+                corrected,
+                "calcium_corrected_low",
+                "calcium_corrected_critical_low",
+                "corrected calcium",
+            )
+            if judged is not None:
+                judged.evidence.append(lab_evidence("Albumin", albumin))
+                judged.reasons += tuple(r for r in (albumin.reference,) if r)
+                judged.calculation = (
+                    "Corrected calcium = total calcium + 0.8 × (4.0 − albumin) = "
+                    f"{fmt(total.value)} + 0.8 × (4.0 − {fmt(albumin.value)}) = "
+                    f"**{fmt(corrected)} mg/dL** "
+                    "(formula in mg/dL and g/dL; unreliable in critical illness, kidney disease "
+                    "and very low albumin — an ionized calcium is better there)."
+                )
+        if judged is None:
+            self._not_assessable(total)
+        return judged
+
+    def _paired_albumin(self, calcium: LabResult) -> LabResult | None:
+        window = timedelta(days=self.policy.days("albumin_pairing_days"))
+        candidates = [
+            a
+            for a in self.fresh.get("albumin", []) + self.stale.get("albumin", [])
+            if abs(a.effective - calcium.effective) <= window
+        ]
+        return min(candidates, key=lambda a: abs(a.effective - calcium.effective), default=None)
+
+    def _not_assessable(self, result: LabResult) -> None:
+        self.issues.append(
+            DataIssue(
+                "labs",
+                f"Calcium {fmt(result.reported_value)} {result.reported_unit} on "
+                f"{day(result.effective)} was not judged: the patient is under "
+                f"{int(self.policy['adult_age_years'])} and the lab gave no reference range.",
+                result.reference,
+            )
+        )
+
+
+# §1.3 states each default limit in every unit, rounded: Mg < 0.70 mmol/L = < 1.70 mg/dL,
+# corrected Ca < 8.5 mg/dL = < 2.12 mmol/L, ionized Ca < 1.15 mmol/L = < 4.6 mg/dL. A value
+# reported exactly at the stated limit of its own unit lands a hair under the canonical limit
+# once converted (1.70 mg/dL x 0.4114 = 0.6994 mmol/L) and is not low. Only conversion
+# artefacts are absorbed: the largest in §1.3 is 0.2 %; 1.69 mg/dL is 0.7 % under.
+_CONVERSION_TOLERANCE = 0.003
+
+
+def _converted(result: LabResult) -> bool:
+    """The result was reported in another unit than the canonical one its limits use."""
+    return abs(result.value - result.reported_value) > 1e-9
+
+
+def _below(value: float, limit: float, *, converted: bool) -> bool:
+    return value < limit * (1 - _CONVERSION_TOLERANCE) if converted else value < limit
+
+
+def analyte_judged_by_default_in_children(analyte: str) -> bool:
+    """§1.3: without a range, adult defaults apply to a child only for K and Mg."""
+    return analyte in ("potassium", "magnesium")
+
+
+def lab_evidence(label: str, result: LabResult) -> Evidence:
+    notes = []
+    if result.reference_low is not None or result.reference_high is not None:
+        low = fmt(result.reference_low) if result.reference_low is not None else ""
+        high = fmt(result.reference_high) if result.reference_high is not None else ""
+        notes.append(f"reference range {low}–{high} {result.unit}")
+    if result.reported_unit != result.unit:
+        notes.append(f"= {fmt(result.value)} {result.unit}")
+    if result.unit_inferred:
+        notes.append("unit inferred")
+    if result.matched_by_name:
+        notes.append(f"matched by name ({md(result.display)})")
+    if result.status == "preliminary":
+        notes.append("preliminary result")
+    elif result.status in ("amended", "corrected"):
+        notes.append(f"{result.status} result")
+    return Evidence(
+        label=label,
+        value=f"{fmt(result.reported_value)} {result.reported_unit}",
+        date=result.effective.date().isoformat(),
+        reference=result.reference,
+        note="; ".join(notes) or None,
+    )
+
+
+_LOW_LIMITS = {
+    "potassium": ("potassium_low", "potassium_critical_low"),
+    "magnesium": ("magnesium_low", "magnesium_critical_low"),
+}
+
+
+def electrolyte_judgement(ctx: Context, analyte: str) -> Judgement | None:
+    """The latest fresh potassium, magnesium or calcium judged as patient-view judges it."""
+    if analyte == "calcium":
+        return ctx.calcium()
+    names = _LOW_LIMITS.get(analyte)
+    return ctx.judge(analyte, *names, analyte) if names else None
+
+
+def members(analyte: str) -> tuple[str, ...]:
+    """The analytes that answer for `analyte`: calcium is ionized, total or corrected."""
+    return (
+        ("calcium_ionized", "calcium_total", "calcium_corrected")
+        if analyte == "calcium"
+        else (analyte,)
+    )
+
+
+def has_fresh(ctx: Context, analyte: str) -> bool:
+    """A fresh result of `analyte`, or of one that answers for it."""
+    return any(ctx.latest(member) for member in members(analyte))
+
+
+def analyte_word(analyte: str) -> str:
+    """How a card names an analyte in a sentence."""
+    return {"potassium": "potassium", "magnesium": "magnesium", "calcium": "calcium"}.get(
+        analyte, analyte.replace("_", " ")
+    )
+
