@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from cds_hooks import create_app
-from cds_hooks.demo import bundle_resources, load_demo, patient_id_of
+from cds_hooks.cli.demo import bundle_resources, load_demo, patient_id_of
 
 SERVICE = "lip-twitch-patient-view"
 # Seconds each query waits before answering: unequal, so "the slowest" means something.

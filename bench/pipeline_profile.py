@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from cds_hooks import create_app
     from cds_hooks.app import runtime
     from cds_hooks.conformance import response_problems
-    from cds_hooks.pipeline import HookCall, HookResult, parse_request, run_hook
-    from cds_hooks.prefetch import resolve_data
+    from cds_hooks.hooks.pipeline import HookCall, HookResult, parse_request, run_hook
+    from cds_hooks.hooks.prefetch import resolve_data
     from fhir_mapping.cards import build_cards
     from fhir_mapping.facts import extract_facts
     from knowledge.engine import evaluate

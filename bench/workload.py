@@ -12,7 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cds_hooks.demo import DEMO_FHIR_BASE, hook_request, load_demo
+from cds_hooks.cli.demo import DEMO_FHIR_BASE, hook_request, load_demo
 
 DEMO = "low-magnesium-mgdl"
 SERVICE = "lip-twitch-patient-view"

@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from cds_hooks.config import Settings, load_settings
-from cds_hooks.errors import CDSHooksError, operation_outcome
+from cds_hooks.http.errors import CDSHooksError, operation_outcome
 from knowledge import KnowledgeBase, load_knowledge_base
 from knowledge.policy import Policy
 
@@ -59,15 +59,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["lipcds"] = Runtime(settings=settings, kb=kb, policy=policy)
 
-    from cds_hooks.api import api
-    from cds_hooks.auth import install_auth
-    from cds_hooks.fetching import install_fetching
+    from cds_hooks.hooks.fetching import install_fetching
+    from cds_hooks.http.api import api
+    from cds_hooks.security.auth import install_auth
 
     install_fetching(app)  # fetch-on-miss from allow-listed FHIR servers (issue #3)
     app.register_blueprint(api)
     install_auth(app, settings)  # JWT of the EHR, CORS, token-free logs (issue #5)
     # -- issue #6: per-site policy, the store of issued cards, feedback --
-    from cds_hooks.feedback import feedback_api
+    from cds_hooks.http.feedback import feedback_api
     from cds_hooks.sites import install_site_policies
     from cds_hooks.store import install_store
 
@@ -75,7 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     install_store(app)
     app.register_blueprint(feedback_api)
     # -- end issue #6 --
-    from cds_hooks.health import health
+    from cds_hooks.http.health import health
 
     app.register_blueprint(health)  # /healthz, /readyz for probes; no token needed
     _register_error_handlers(app)

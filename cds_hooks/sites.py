@@ -29,7 +29,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from cds_hooks.app import runtime
 from cds_hooks.config import ConfigError
-from cds_hooks.schemas import flatten_messages
+from cds_hooks.http.schemas import flatten_messages
 from knowledge.kb import KnowledgeBase
 from knowledge.policy import Policy, PolicyError
 

@@ -1,6 +1,6 @@
 """Tables of the store: the cards each hook response carried, their suggestions, and feedback.
 
-The migrations in `cds_hooks/migrations` create exactly these tables; a test compares them.
+The migrations in `cds_hooks/store/migrations` create exactly these tables; a test compares them.
 """
 
 from __future__ import annotations

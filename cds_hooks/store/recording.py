@@ -14,7 +14,7 @@ from cds_hooks.store.pseudonym import hash_patient_id, load_patient_key
 from cds_hooks.store.store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
-    from cds_hooks.pipeline import HookCall, HookResult
+    from cds_hooks.hooks.pipeline import HookCall, HookResult
 
 log = logging.getLogger("lipcds.store")
 

@@ -64,7 +64,7 @@ class UnknownCard(StoreError):
 
 @dataclass(frozen=True)
 class FeedbackItem:
-    """One validated item of a feedback request (see `cds_hooks.feedback.FeedbackSchema`)."""
+    """One validated item of a feedback request (see `cds_hooks.http.feedback.FeedbackSchema`)."""
 
     card: str
     outcome: str  # accepted | overridden

@@ -16,16 +16,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_hooks.app import create_app, runtime
-from cds_hooks.auth import (
+from cds_hooks.config import ConfigError
+from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
+from cds_hooks.security.auth import (
     JwksCache,
     TokenVerifier,
     bearer_token,
     check_algorithms,
     parse_trusted_issuers,
 )
-from cds_hooks.config import ConfigError
-from cds_hooks.errors import ServiceUnavailable, Unauthorized
-from cds_hooks.replay import ReplayGuardUnavailable
+from cds_hooks.security.replay import ReplayGuardUnavailable
 from tests.cds_hooks.jwt_helpers import (
     BASE,
     ISS,

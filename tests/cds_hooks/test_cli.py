@@ -9,8 +9,8 @@ from importlib import resources
 
 import pytest
 
-from cds_hooks import cli
-from cds_hooks.demo import as_transaction, hook_request, load_demo
+from cds_hooks.cli import commands as cli
+from cds_hooks.cli.demo import as_transaction, hook_request, load_demo
 from knowledge import load_knowledge_base
 
 NOW = "2026-03-02T12:00:00Z"
@@ -102,7 +102,7 @@ def test_knowledge_check_of_a_missing_directory(capsys, tmp_path):
 
 
 def test_every_demo_has_an_expectation():
-    from cds_hooks.demo import list_demos
+    from cds_hooks.cli.demo import list_demos
 
     assert set(list_demos()) == set(EXPECTED_CARDS)
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from cds_hooks import demo
+from cds_hooks.cli import demo
 from cds_hooks.conformance import card_problems, response_problems
 from tests import builders as b
 

@@ -9,8 +9,8 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
-from cds_hooks import demo
-from cds_hooks.pipeline import parse_request
+from cds_hooks.cli import demo
+from cds_hooks.hooks.pipeline import parse_request
 from fhir_mapping.records import interpret_prefetch
 from knowledge import load_knowledge_base
 from knowledge.model import DataState

@@ -9,9 +9,9 @@ import responses
 from responses import matchers
 
 from cds_hooks.config import load_settings
-from cds_hooks.errors import PrefetchUnavailable
-from cds_hooks.fetching import ServerPolicy, make_fetcher, shown
-from cds_hooks.prefetch import resolve_data
+from cds_hooks.hooks.fetching import ServerPolicy, make_fetcher, shown
+from cds_hooks.hooks.prefetch import resolve_data
+from cds_hooks.http.errors import PrefetchUnavailable
 from knowledge.kb import ServiceDefinition
 from knowledge.model import DataState
 

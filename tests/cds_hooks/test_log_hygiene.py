@@ -11,9 +11,9 @@ import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_hooks import pipeline
 from cds_hooks.app import create_app
-from cds_hooks.logsafe import REDACTED, install_log_redaction, redact
+from cds_hooks.hooks import pipeline
+from cds_hooks.security.logsafe import REDACTED, install_log_redaction, redact
 from tests.cds_hooks.jwt_helpers import (
     BASE,
     JWKS_URL,

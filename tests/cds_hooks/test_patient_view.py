@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_hooks import demo
+from cds_hooks.cli import demo
 from cds_hooks.conformance import response_problems
 from tests import builders as b
 from tests.builders import (

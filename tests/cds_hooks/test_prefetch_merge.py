@@ -2,8 +2,8 @@
 
 import pytest
 
-from cds_hooks.errors import PrefetchUnavailable
-from cds_hooks.prefetch import resolve_data
+from cds_hooks.hooks.prefetch import resolve_data
+from cds_hooks.http.errors import PrefetchUnavailable
 from fhir_mapping.records import KeyData
 from knowledge.kb import ServiceDefinition
 from knowledge.model import DataState

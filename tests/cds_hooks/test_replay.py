@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from cds_hooks.replay import (
+from cds_hooks.security.replay import (
     DatabaseReplayGuard,
     RedisReplayGuard,
     ReplayGuardUnavailable,

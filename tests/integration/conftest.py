@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cds_hooks.demo import as_transaction, list_demos, load_demo, patient_id_of
+from cds_hooks.cli.demo import as_transaction, list_demos, load_demo, patient_id_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SEKMET = "sekmet-fhir==0.1.1"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from cds_hooks.demo import hook_request, load_demo
+from cds_hooks.cli.demo import hook_request, load_demo
 
 from .conftest import FhirSandbox, Lipcds
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cds_hooks import create_app
-from cds_hooks.demo import hook_request, load_demo
-from cds_hooks.pipeline import run_hook
+from cds_hooks.cli.demo import hook_request, load_demo
+from cds_hooks.hooks.pipeline import run_hook
 from tests.store.conftest import PATIENT_KEY, count_rows
 
 SERVICE = "lip-twitch-patient-view"

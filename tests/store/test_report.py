@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from cds_hooks.cli import main
-from cds_hooks.report import build_report, period_bounds, render_chart, render_table
+from cds_hooks.cli.report import build_report, period_bounds, render_chart, render_table
 from cds_hooks.store import FeedbackItem, migrate
 from tests.store.conftest import make_card, record
 

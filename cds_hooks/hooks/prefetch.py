@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cds_hooks.errors import PrefetchUnavailable
+from cds_hooks.http.errors import PrefetchUnavailable
 from fhir_mapping.records import KeyData, interpret_prefetch
 from knowledge.kb import ServiceDefinition
 from knowledge.model import DataState

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         # Known-args parsing: the store's commands take arguments this parser leaves to
-        # them (cds_hooks.report defines those); anywhere else a leftover is an error.
+        # them (cds_hooks.cli.report defines those); anywhere else a leftover is an error.
         args, rest = parser.parse_known_args(argv)
         if rest and not getattr(args, "delegated", False):
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dir", help="knowledge directory (default: the packaged one)")
     check.set_defaults(handler=knowledge_check_command)
 
-    # The store's commands define their own arguments (cds_hooks.report); they are
+    # The store's commands define their own arguments (cds_hooks.cli.report); they are
     # handed the rest of the command line, so this parser need not know them.
     report = commands.add_parser(
         "report", help="governance report of issued cards and feedback", add_help=False
@@ -328,7 +328,7 @@ def _quiet_warnings(logger_name: str) -> Iterator[None]:
 def _read_input(source: str, now: datetime | None) -> tuple[Any, str]:
     """The JSON document named by INPUT, and a label for messages."""
     if source.startswith("demo:"):
-        from cds_hooks.demo import DemoError, list_order_demos, load_demo, order_demo_request
+        from cds_hooks.cli.demo import DemoError, list_order_demos, load_demo, order_demo_request
 
         name = source.removeprefix("demo:")
         try:
@@ -360,7 +360,7 @@ def _hook_request(
     document: Any, label: str, service_id: str | None, kb: Any
 ) -> tuple[dict[str, Any], str]:
     """A hook request for the document, and the service to send it to."""
-    from cds_hooks.demo import DemoError, hook_request
+    from cds_hooks.cli.demo import DemoError, hook_request
 
     if not isinstance(document, dict):
         raise CLIError(f"{label}: expected a JSON object")
@@ -448,7 +448,7 @@ def _describe_action(action: dict[str, Any]) -> str:
 
 
 def demo_list_command(args: argparse.Namespace) -> int:
-    from cds_hooks.demo import list_demos
+    from cds_hooks.cli.demo import list_demos
 
     for name in list_demos():
         print(name)
@@ -456,7 +456,7 @@ def demo_list_command(args: argparse.Namespace) -> int:
 
 
 def demo_show_command(args: argparse.Namespace) -> int:
-    from cds_hooks.demo import DemoError, as_transaction, hook_request, load_demo
+    from cds_hooks.cli.demo import DemoError, as_transaction, hook_request, load_demo
 
     try:
         bundle = load_demo(args.name, now=args.now)
@@ -489,7 +489,7 @@ def knowledge_check_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- store commands, defined by cds_hooks.report -----------------------------------------------
+# -- store commands, defined by cds_hooks.cli.report -----------------------------------------------
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -501,11 +501,11 @@ def db_upgrade_command(args: argparse.Namespace) -> int:
 
 
 def _delegate(name: str, function: str, words: list[str], rest: list[str]) -> int:
-    """Hand a store command to `cds_hooks.report`, which owns its arguments."""
+    """Hand a store command to `cds_hooks.cli.report`, which owns its arguments."""
     try:
-        module = importlib.import_module("cds_hooks.report")
+        module = importlib.import_module("cds_hooks.cli.report")
     except ModuleNotFoundError as exc:
-        if exc.name != "cds_hooks.report":
+        if exc.name != "cds_hooks.cli.report":
             raise
         raise CLIError(f"'{name}' is not available in this build") from None
     command: Callable[[argparse.Namespace], int | None] | None = getattr(module, function, None)

@@ -1,6 +1,6 @@
 """Liveness and readiness probes for orchestrators: `GET /healthz` and `GET /readyz`.
 
-Neither needs a token (`cds_hooks.auth` only guards /cds-services), and neither says
+Neither needs a token (`cds_hooks.security.auth` only guards /cds-services), and neither says
 more than "ok" or which check failed: they are reachable by anyone who can reach the pod.
 """
 

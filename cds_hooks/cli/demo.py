@@ -1,6 +1,6 @@
 """Synthetic demo patients: FHIR R4 Bundles that stay fresh whenever they are loaded.
 
-Each file in `cds_hooks/demo/` is a `collection` Bundle whose `timestamp` is its anchor;
+Each file in `cds_hooks/cli/demo_data/` is a `collection` Bundle whose `timestamp` is its anchor;
 every clinical date in it is written relative to that anchor. `load_demo` moves all of
 them by the same whole number of days so the anchor lands on (just before) "now": a lab
 drawn 5 days before the anchor is 5 days old today, next year too.
@@ -65,7 +65,7 @@ class DemoError(ValueError):
 
 
 def _demo_dir() -> Path:
-    return Path(__file__).with_name("demo")  # shipped as package data (pyproject.toml)
+    return Path(__file__).with_name("demo_data")  # shipped as package data (pyproject.toml)
 
 
 def list_demos() -> list[str]:
@@ -248,7 +248,7 @@ def _searchset(found: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- issue #4: order-select and order-sign demo requests ---------------------------------
-# Each file in `cds_hooks/demo/orders/` names a demo patient, a hook and the draft orders;
+# Each file in `cds_hooks/cli/demo_data/orders/` names a demo patient, a hook and the draft orders;
 # the request is built when it is loaded, so the patient's dates stay fresh.
 
 ORDER_PREFETCH_KEYS = ("patient", "conditions", "labs")  # the order services' templates

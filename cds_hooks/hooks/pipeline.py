@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import ValidationError
 
 from cds_hooks.conformance import response_problems
-from cds_hooks.errors import InvalidRequest, UnknownService
-from cds_hooks.prefetch import resolve_data
-from cds_hooks.schemas import CONTEXT_SCHEMAS, HookRequestSchema, flatten_messages
+from cds_hooks.hooks.prefetch import resolve_data
+from cds_hooks.http.errors import InvalidRequest, UnknownService
+from cds_hooks.http.schemas import CONTEXT_SCHEMAS, HookRequestSchema, flatten_messages
 from fhir_mapping.cards import build_cards
 from fhir_mapping.facts import extract_facts
 from fhir_mapping.records import KeyData
@@ -187,5 +187,5 @@ def key_data(data: Mapping[str, KeyData], *keys: str) -> list[KeyData]:
 
 
 # -- issue #4: the order-select and order-sign handlers register themselves on import --
-from cds_hooks import orders as _orders  # noqa: E402,F401
+from cds_hooks.hooks import orders as _orders  # noqa: E402,F401
 # -- end issue #4 --

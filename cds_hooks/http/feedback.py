@@ -33,9 +33,9 @@ from marshmallow import (
     validates_schema,
 )
 
-from cds_hooks.api import read_json_body
 from cds_hooks.app import runtime
-from cds_hooks.errors import CDSHooksError, InvalidRequest, ServiceUnavailable, UnknownService
+from cds_hooks.http.api import read_json_body
+from cds_hooks.http.errors import CDSHooksError, InvalidRequest, ServiceUnavailable, UnknownService
 from cds_hooks.store import FeedbackItem, Store, StoreUnavailable, UnknownCard
 
 log = logging.getLogger("lipcds.feedback")
@@ -209,7 +209,7 @@ def post_feedback(service_id: str) -> ResponseReturnValue:
     items = parse_feedback(read_json_body())
     store: Store = rt.extras["store"]
     try:
-        client = g.cds_client  # set by cds_hooks.auth before any view runs
+        client = g.cds_client  # set by cds_hooks.security.auth before any view runs
         counts = store.record_feedback(service_id, items, site=(client.iss, client.tenant))
     except StoreUnavailable as exc:
         # The cause (host, driver message) goes to the log, not to the client.

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds_hooks.config import Settings
-from cds_hooks.prefetch import Fetcher
+from cds_hooks.hooks.prefetch import Fetcher
 from fhir_mapping.client import fetch_all, queries_for
 from fhir_mapping.records import KeyData, interpret_prefetch
 from knowledge.kb import ServiceDefinition

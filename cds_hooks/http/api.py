@@ -12,8 +12,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_hooks.app import runtime
-from cds_hooks.errors import InvalidRequest, UnknownService, UnsupportedMediaType
-from cds_hooks.pipeline import discovery_document, run_hook
+from cds_hooks.hooks.pipeline import discovery_document, run_hook
+from cds_hooks.http.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 
 api = Blueprint("cds", __name__)
 
@@ -33,7 +33,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     if service_id not in rt.kb.services:  # "no such service" comes before any body check
         raise UnknownService(f"no CDS service with id {service_id!r}")
     body = read_json_body()
-    client = g.cds_client  # set by cds_hooks.auth before any view runs
+    client = g.cds_client  # set by cds_hooks.security.auth before any view runs
     return jsonify(run_hook(rt, service_id, body, issuer=client.iss, tenant=client.tenant))
 
 

@@ -26,9 +26,9 @@ from flask import Flask, current_app, g, request
 from jwt.exceptions import InvalidTokenError, PyJWKError
 
 from cds_hooks.config import ConfigError, Settings
-from cds_hooks.errors import ServiceUnavailable, Unauthorized
-from cds_hooks.logsafe import install_log_redaction
-from cds_hooks.replay import ReplayGuard, ReplayGuardUnavailable, build_replay_guard
+from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
+from cds_hooks.security.logsafe import install_log_redaction
+from cds_hooks.security.replay import ReplayGuard, ReplayGuardUnavailable, build_replay_guard
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue

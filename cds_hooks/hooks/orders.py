@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from cds_hooks.pipeline import HookCall, HookResult, handles
+from cds_hooks.hooks.pipeline import HookCall, HookResult, handles
 from fhir_mapping.basket import covered_analytes, filter_cards
 from fhir_mapping.cards import build_cards
 from fhir_mapping.drafts import read_draft_orders

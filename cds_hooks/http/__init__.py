@@ -1,0 +1,1 @@
+"""The HTTP face of the service: endpoints, error answers and the wire schemas."""
