@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import fhir_mapping.facts as facts_module
     from cds_hooks import create_app
-    from cds_hooks.app import runtime
     from cds_hooks.conformance import response_problems
-    from cds_hooks.hooks.pipeline import HookCall, HookResult, parse_request, run_hook
+    from cds_hooks.hooks.call import HookCall, HookResult
+    from cds_hooks.hooks.pipeline import parse_request, run_hook
     from cds_hooks.hooks.prefetch import resolve_data
+    from cds_hooks.runtime import runtime
     from fhir_mapping.cards import build_cards
     from fhir_mapping.facts import extract_facts
     from knowledge.engine import evaluate
@@ -133,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                 data=data,
                 now=now,
                 kb=kb,
-                policy=policy,
-                extras=rt.extras,
+                site=rt.sites.for_call(None, None),
+                shown_cards=rt.store,
             )
-            recorders = rt.extras.get("on_result", [])
+            recorders = rt.listeners
 
             def record() -> None:
                 call.hook_instance = str(uuid.uuid4())  # a new call each time, as live
@@ -240,9 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{estimate / whole:.1f}x the {whole:.1f} ms measured"
             )
         finally:
-            store = rt.extras.get("store")
-            if store is not None:
-                store.dispose()
+            if rt.store is not None:
+                rt.store.dispose()
     return 0
 
 

@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Flask
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from cds_hooks.app import runtime
 from cds_hooks.config import ConfigError
 from cds_hooks.http.schemas import flatten_messages
 from knowledge.kb import KnowledgeBase
@@ -63,41 +61,34 @@ class _FileSchema(Schema):
 
 @dataclass(frozen=True)
 class Site:
-    issuer: str
+    """What applies to one call: the site's thresholds, switched-off rules and shadow flag."""
+
+    issuer: str | None
     tenant: str | None
     policy: Policy
-    disabled_rules: frozenset[str]
-    shadow: bool
+    disabled_rules: frozenset[str] = frozenset()
+    shadow: bool = False
 
 
-class SitePolicies:
-    """Look-ups by (issuer, tenant), as the pipeline and the store ask for them."""
+class SiteRegistry:
+    """The configured sites, by (issuer, tenant); a caller with no entry gets the default."""
 
-    def __init__(self, sites: list[Site]):
+    def __init__(self, default_policy: Policy, sites: list[Site] | tuple[Site, ...] = ()):
+        self.default = Site(issuer=None, tenant=None, policy=default_policy)
         self._sites = {(site.issuer, site.tenant): site for site in sites}
 
     def __len__(self) -> int:
         return len(self._sites)
 
-    def site(self, issuer: str | None, tenant: str | None) -> Site | None:
+    def for_call(self, issuer: str | None, tenant: str | None) -> Site:
+        """The entry with this issuer and tenant, else the issuer's without a tenant, else
+        the deployment's default (its policy, every rule on, live)."""
         if issuer is None:
-            return None
-        return self._sites.get((issuer, tenant)) or self._sites.get((issuer, None))
-
-    def policy(self, issuer: str | None, tenant: str | None) -> Policy | None:
-        site = self.site(issuer, tenant)
-        return site.policy if site else None
-
-    def disabled_rules(self, issuer: str | None, tenant: str | None) -> frozenset[str]:
-        site = self.site(issuer, tenant)
-        return site.disabled_rules if site else frozenset()
-
-    def shadow(self, issuer: str | None, tenant: str | None) -> bool:
-        site = self.site(issuer, tenant)
-        return bool(site and site.shadow)
+            return self.default
+        return self._sites.get((issuer, tenant)) or self._sites.get((issuer, None)) or self.default
 
 
-def load_site_policies(path: str | Path, kb: KnowledgeBase, base: Policy) -> SitePolicies:
+def load_site_policies(path: str | Path, kb: KnowledgeBase, base: Policy) -> SiteRegistry:
     """Read and check the site policy file; ConfigError names the site and the field."""
     where = f"LIPCDS_SITE_POLICY_FILE {path}"
     try:
@@ -140,16 +131,4 @@ def load_site_policies(path: str | Path, kb: KnowledgeBase, base: Policy) -> Sit
         except PolicyError as exc:
             raise ConfigError(f"{label}: thresholds: {exc}") from None
         sites.append(Site(key[0], key[1], policy, frozenset(disabled), site["shadow"]))
-    return SitePolicies(sites)
-
-
-def install_site_policies(app: Flask) -> SitePolicies | None:
-    """Load LIPCDS_SITE_POLICY_FILE, if set, into the runtime's look-ups."""
-    rt = runtime(app)
-    if not rt.settings.site_policy_file:
-        return None
-    sites = load_site_policies(rt.settings.site_policy_file, rt.kb, rt.policy)
-    rt.extras["site_policies"] = sites.policy
-    rt.extras["site_rules"] = sites.disabled_rules
-    rt.extras["shadow"] = sites.shadow
-    return sites
+    return SiteRegistry(base, sites)

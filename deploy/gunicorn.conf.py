@@ -108,13 +108,10 @@ def post_fork(server: Any, worker: Any) -> None:
     """
     if not server.cfg.preload_app:
         return
-    app = server.app.wsgi()
-    rt = getattr(app, "extensions", {}).get("lipcds")
+    from cds_hooks.runtime import find_runtime
+
+    rt = find_runtime(server.app.wsgi())
     if rt is None:  # another app served with these settings (bench/latency.py baseline)
         return
-    from sqlalchemy.engine import Engine
-
-    for value in rt.extras.values():
-        engine = value if isinstance(value, Engine) else getattr(value, "engine", None)
-        if isinstance(engine, Engine):
-            engine.dispose(close=False)
+    for engine in rt.engines():
+        engine.dispose(close=False)

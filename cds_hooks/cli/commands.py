@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -223,7 +222,8 @@ def _parse_now(text: str) -> datetime:
 def serve_command(args: argparse.Namespace) -> int:
     """Serve HTTP: gunicorn by default, Flask's own server with --dev."""
     from cds_hooks import create_app
-    from cds_hooks.app import configure_logging, runtime
+    from cds_hooks.app import configure_logging
+    from cds_hooks.runtime import runtime
 
     # Build the app once here so a bad setting or knowledge file stops us with one line,
     # before any worker starts (and fails to boot with a traceback in the log).
@@ -278,7 +278,7 @@ def _gunicorn_application(options: dict[str, Any]) -> Any:
 def invoke_command(args: argparse.Namespace) -> int:
     """Run one patient through a service in-process and print its cards."""
     from cds_hooks import create_app
-    from cds_hooks.app import runtime
+    from cds_hooks.runtime import runtime
 
     document, label = _read_input(args.input, args.now)
     config: dict[str, Any] = {
@@ -332,7 +332,7 @@ def _read_input(source: str, now: datetime | None) -> tuple[Any, str]:
 
         name = source.removeprefix("demo:")
         try:
-            if name in list_order_demos():  # issue #4: a complete order-select/-sign request
+            if name in list_order_demos():  # a complete order-select/-sign request
                 return order_demo_request(name, now=now), source
             return load_demo(name, now=now), source
         except DemoError as exc:
@@ -489,32 +489,32 @@ def knowledge_check_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- store commands, defined by cds_hooks.cli.report -----------------------------------------------
+# -- store commands, defined by cds_hooks.cli.report ------------------------------------------
 
 
 def report_command(args: argparse.Namespace) -> int:
-    return _delegate("report", "report_command", ["report"], args.rest)
+    from cds_hooks.cli import report
+
+    return _delegate(["report"], report.add_report_arguments, report.report_command, args.rest)
 
 
 def db_upgrade_command(args: argparse.Namespace) -> int:
-    return _delegate("db upgrade", "db_upgrade_command", ["db", "upgrade"], args.rest)
+    from cds_hooks.cli import report
+
+    return _delegate(
+        ["db", "upgrade"], report.add_db_upgrade_arguments, report.db_upgrade_command, args.rest
+    )
 
 
-def _delegate(name: str, function: str, words: list[str], rest: list[str]) -> int:
-    """Hand a store command to `cds_hooks.cli.report`, which owns its arguments."""
-    try:
-        module = importlib.import_module("cds_hooks.cli.report")
-    except ModuleNotFoundError as exc:
-        if exc.name != "cds_hooks.cli.report":
-            raise
-        raise CLIError(f"'{name}' is not available in this build") from None
-    command: Callable[[argparse.Namespace], int | None] | None = getattr(module, function, None)
-    if command is None:
-        raise CLIError(f"'{name}' is not available in this build")
+def _delegate(
+    words: list[str],
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    command: Callable[[argparse.Namespace], int | None],
+    rest: list[str],
+) -> int:
+    """Run a store command of `cds_hooks.cli.report`, which owns its arguments."""
     parser = argparse.ArgumentParser(prog="lipcds " + " ".join(words))
-    add_arguments = getattr(module, f"add_{function.removesuffix('_command')}_arguments", None)
-    if add_arguments is not None:
-        add_arguments(parser)
+    add_arguments(parser)
     try:
         args = parser.parse_args(rest)
     except SystemExit as exc:

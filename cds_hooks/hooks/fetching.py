@@ -91,12 +91,6 @@ def make_fetcher(settings: Settings) -> Fetcher:
     return fetcher
 
 
-def install_fetching(app: Any) -> None:
-    """Give the app's runtime a fetcher built from its settings."""
-    rt = app.extensions["lipcds"]
-    rt.extras["fetcher"] = make_fetcher(rt.settings)
-
-
 def _paged_prefetch(service: ServiceDefinition, request: Mapping[str, Any]) -> dict[str, KeyData]:
     """Prefetched keys the EHR paged (a `next` link), to continue rather than repeat."""
     prefetch = request.get("prefetch") or {}

@@ -1,4 +1,4 @@
-"""The order-select and order-sign services: drug checks while the clinician orders (issue #4).
+"""The order-select and order-sign services: drug checks while the clinician orders.
 
 Both read `context.draftOrders`; order-select judges only the drafts named in
 `selections`, order-sign all of them. A card already shown at order-select in the same
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from cds_hooks.hooks.pipeline import HookCall, HookResult, handles
+from cds_hooks.hooks.call import HookCall, HookResult
 from fhir_mapping.basket import covered_analytes, filter_cards
 from fhir_mapping.cards import build_cards
 from fhir_mapping.drafts import read_draft_orders
@@ -24,13 +24,11 @@ from knowledge.model import Evaluation
 log = logging.getLogger("lipcds.orders")
 
 
-@handles("order-select")
 def order_select(call: HookCall) -> HookResult:
     """Check the drafts the clinician has just selected."""
     return check_orders(call, selections=call.context.get("selections") or [])
 
 
-@handles("order-sign")
 def order_sign(call: HookCall) -> HookResult:
     """Check every draft about to be signed, without repeating order-select's cards."""
     return check_orders(call, selections=None)
@@ -84,7 +82,7 @@ def _without_repeats(call: HookCall, evaluation: Evaluation) -> Evaluation:
     answer, the cards go out again: a repeated warning is safer than a lost one.
     """
     encounter_id = call.context.get("encounter_id")
-    store = call.extras.get("store")
+    store = call.shown_cards
     if not encounter_id or store is None or not evaluation.findings:
         return evaluation
     try:

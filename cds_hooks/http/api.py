@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from cds_hooks.app import runtime
 from cds_hooks.hooks.pipeline import discovery_document, run_hook
 from cds_hooks.http.errors import InvalidRequest, UnknownService, UnsupportedMediaType
+from cds_hooks.runtime import runtime
 
 api = Blueprint("cds", __name__)
 
@@ -30,7 +30,7 @@ def discovery() -> ResponseReturnValue:
 def call_service(service_id: str) -> ResponseReturnValue:
     """Run one service on one hook request and answer with its cards."""
     rt = runtime(current_app)
-    if service_id not in rt.kb.services:  # "no such service" comes before any body check
+    if service_id not in rt.services:  # "no such service" comes before any body check
         raise UnknownService(f"no CDS service with id {service_id!r}")
     body = read_json_body()
     client = g.cds_client  # set by cds_hooks.security.auth before any view runs

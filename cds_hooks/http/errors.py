@@ -14,7 +14,12 @@ never reaches the client, and an error is never turned into an empty card list.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
 
 __all__ = [
     "CDSHooksError",
@@ -25,7 +30,19 @@ __all__ = [
     "UnknownService",
     "UnsupportedMediaType",
     "operation_outcome",
+    "register_error_handlers",
 ]
+
+log = logging.getLogger("lipcds")
+
+# HTTP status -> OperationOutcome issue code, for errors Werkzeug raises itself.
+_HTTP_ISSUE_CODES = {
+    400: "invalid",
+    404: "not-found",
+    405: "not-supported",
+    413: "too-costly",
+    415: "not-supported",
+}
 
 
 def operation_outcome(
@@ -97,3 +114,41 @@ class ServiceUnavailable(CDSHooksError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+def error_response(status: int, body: dict[str, Any], headers: Mapping[str, str] = ()) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in dict(headers).items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error answers JSON (an OperationOutcome), never HTML or a traceback."""
+
+    @app.errorhandler(CDSHooksError)
+    def _cds_error(exc: CDSHooksError) -> Response:
+        if exc.status_code == 401:
+            log.warning("request refused (401): %s", getattr(exc, "reason", exc.message))
+        elif exc.status_code >= 500:
+            log.error("request failed (%d): %s", exc.status_code, exc.message)
+        return error_response(exc.status_code, exc.to_dict(), exc.headers())
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = {
+            413: f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes",
+            405: "method not allowed for this endpoint",
+            404: "no such endpoint",
+        }.get(status, exc.description or exc.name)
+        body = operation_outcome(_HTTP_ISSUE_CODES.get(status, "exception"), message)
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(status, body, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error while handling a request")
+        body = operation_outcome("exception", "internal error; the service log has the details")
+        return error_response(500, body)

@@ -33,10 +33,10 @@ from marshmallow import (
     validates_schema,
 )
 
-from cds_hooks.app import runtime
 from cds_hooks.http.api import read_json_body
 from cds_hooks.http.errors import CDSHooksError, InvalidRequest, ServiceUnavailable, UnknownService
-from cds_hooks.store import FeedbackItem, Store, StoreUnavailable, UnknownCard
+from cds_hooks.runtime import runtime
+from cds_hooks.store import FeedbackItem, StoreUnavailable, UnknownCard
 
 log = logging.getLogger("lipcds.feedback")
 feedback_api = Blueprint("feedback", __name__)
@@ -204,10 +204,12 @@ def _problems(messages: Any, path: str = "") -> list[tuple[str, str]]:
 def post_feedback(service_id: str) -> ResponseReturnValue:
     """Record feedback on cards this service issued."""
     rt = runtime(current_app)
-    if service_id not in rt.kb.services:
+    if service_id not in rt.services:
         raise UnknownService(f"no CDS service with id {service_id!r}")
     items = parse_feedback(read_json_body())
-    store: Store = rt.extras["store"]
+    store = rt.store
+    if store is None:
+        raise ServiceUnavailable("the feedback store is not configured; nothing was recorded")
     try:
         client = g.cds_client  # set by cds_hooks.security.auth before any view runs
         counts = store.record_feedback(service_id, items, site=(client.iss, client.tenant))

@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from cds_hooks.app import runtime
+from cds_hooks.runtime import runtime
 
 log = logging.getLogger("lipcds.health")
 
@@ -32,7 +32,7 @@ def readiness() -> ResponseReturnValue:
     rt = runtime(current_app)
     checks: dict[str, str] = {}
     checks["knowledge_base"] = "ok" if rt.kb is not None and rt.kb.services else "not loaded"
-    store = rt.extras.get("store")
+    store = rt.store
     if store is not None:
         try:
             store.ping()

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from jwt.exceptions import InvalidTokenError, PyJWKError
 
 from cds_hooks.config import ConfigError, Settings
@@ -481,77 +481,73 @@ def endpoint_url(settings: Settings) -> str:
     return base.rstrip("/") + request.path
 
 
-def install_auth(app: Flask, settings: Settings) -> None:
-    """Verify the EHR's token on every CDS Hooks call; CORS; token-free logs."""
-    from cds_hooks.app import runtime
-
-    install_log_redaction()
-    install_cors(app, settings)
-    rt = runtime(app)
+def build_verifier(settings: Settings) -> tuple[TokenVerifier | None, ReplayGuard | None]:
+    """The verifier of the EHR's token and its replay guard; (None, None) when disabled."""
     if settings.auth_mode == "disabled":
         log.warning(
             "AUTHENTICATION DISABLED (LIPCDS_AUTH_MODE=disabled, LIPCDS_ENV=%s): every caller "
             "is trusted without a token. For local development only.",
             settings.env,
         )
-        rt.extras["verifier"] = None
+        return None, None
+    issuers = parse_trusted_issuers(
+        settings.trusted_issuers, settings.allowed_algorithms, production=settings.is_production
+    )
+    replay_guard = None
+    if issuers:
+        replay_guard = build_replay_guard(settings.redis_url, settings.database_url, settings.clock)
+        log.info(
+            "JWT authentication: %d trusted issuer(s) %s; jti replay store: %s",
+            len(issuers),
+            ", ".join(sorted(issuers)),
+            "redis" if settings.redis_url else "database",
+        )
     else:
-        issuers = parse_trusted_issuers(
-            settings.trusted_issuers, settings.allowed_algorithms, production=settings.is_production
+        log.warning(
+            "JWT authentication is on but LIPCDS_TRUSTED_ISSUERS is empty: every hook "
+            "and feedback call will be refused with 401"
         )
-        replay_guard = None
-        if issuers:
-            replay_guard = build_replay_guard(
-                settings.redis_url, settings.database_url, settings.clock
-            )
-            log.info(
-                "JWT authentication: %d trusted issuer(s) %s; jti replay store: %s",
-                len(issuers),
-                ", ".join(sorted(issuers)),
-                "redis" if settings.redis_url else "database",
-            )
-        else:
-            log.warning(
-                "JWT authentication is on but LIPCDS_TRUSTED_ISSUERS is empty: every hook "
-                "and feedback call will be refused with 401"
-            )
-        if settings.public_base_url is None and settings.is_production:
-            log.warning(
-                "LIPCDS_PUBLIC_BASE_URL is not set: the JWT audience is taken from the Host "
-                "header; set it to the public URL of this service"
-            )
-        rt.extras["replay_guard"] = replay_guard
-        rt.extras["verifier"] = TokenVerifier(
-            issuers,
-            JwksCache(settings.jwks_cache_seconds, settings.jwks_refresh_min_interval_seconds),
-            replay_guard,
-            allowed_algorithms=settings.allowed_algorithms,
-            clock_skew_seconds=settings.clock_skew_seconds,
-            clock=settings.clock,
+    if settings.public_base_url is None and settings.is_production:
+        log.warning(
+            "LIPCDS_PUBLIC_BASE_URL is not set: the JWT audience is taken from the Host "
+            "header; set it to the public URL of this service"
         )
-    app.before_request(_authenticate)
+    verifier = TokenVerifier(
+        issuers,
+        JwksCache(settings.jwks_cache_seconds, settings.jwks_refresh_min_interval_seconds),
+        replay_guard,
+        allowed_algorithms=settings.allowed_algorithms,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        clock=settings.clock,
+    )
+    return verifier, replay_guard
 
 
-def _authenticate() -> ResponseReturnValue | None:
-    path = request.path
-    if path != "/cds-services" and not path.startswith("/cds-services/"):
-        return None  # health, metrics: not CDS Hooks endpoints
-    if request.method == "OPTIONS":
-        return None  # CORS preflight: browsers never send credentials with it
-    from cds_hooks.app import runtime
+def install_auth(app: Flask, settings: Settings, verifier: TokenVerifier | None) -> None:
+    """Verify the EHR's token on every CDS Hooks call; CORS; token-free logs.
 
-    rt = runtime(current_app)
-    settings = rt.settings
-    if path == "/cds-services" and not settings.discovery_requires_auth:
+    `verifier` None means authentication is disabled: every caller is anonymous.
+    """
+    install_log_redaction()
+    install_cors(app, settings)
+
+    def authenticate() -> ResponseReturnValue | None:
+        path = request.path
+        if path != "/cds-services" and not path.startswith("/cds-services/"):
+            return None  # health, metrics: not CDS Hooks endpoints
+        if request.method == "OPTIONS":
+            return None  # CORS preflight: browsers never send credentials with it
+        if path == "/cds-services" and not settings.discovery_requires_auth:
+            return None
+        if verifier is None:
+            g.cds_client = ANONYMOUS
+            return None
+        token = bearer_token(request.headers.get("Authorization"))
+        client = g.cds_client = verifier.verify(token, endpoint_url(settings))
+        log.debug("authenticated iss=%s tenant=%s jti=%s", client.iss, client.tenant, client.jti)
         return None
-    if settings.auth_mode == "disabled":
-        g.cds_client = ANONYMOUS
-        return None
-    token = bearer_token(request.headers.get("Authorization"))
-    g.cds_client = rt.extras["verifier"].verify(token, endpoint_url(settings))
-    client = g.cds_client
-    log.debug("authenticated iss=%s tenant=%s jti=%s", client.iss, client.tenant, client.jti)
-    return None
+
+    app.before_request(authenticate)
 
 
 def install_cors(app: Flask, settings: Settings) -> None:

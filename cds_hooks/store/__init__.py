@@ -1,6 +1,5 @@
 """The store of issued cards and feedback (SQLAlchemy 2, Alembic migrations)."""
 
-from cds_hooks.store.recording import CardRecorder, install_store
 from cds_hooks.store.store import (
     FeedbackCounts,
     FeedbackItem,
@@ -12,7 +11,6 @@ from cds_hooks.store.store import (
 )
 
 __all__ = [
-    "CardRecorder",
     "FeedbackCounts",
     "FeedbackItem",
     "ReportRow",
@@ -20,5 +18,4 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UnknownCard",
-    "install_store",
 ]

@@ -132,10 +132,10 @@ def bearer(token: str) -> dict[str, str]:
 
 def close_app(app: Any) -> None:
     """Release the app's database connections (psycopg warns about unclosed ones)."""
-    extras = app.extensions["lipcds"].extras
-    if extras.get("store") is not None:
-        extras["store"].dispose()
-    guard = extras.get("replay_guard")
+    rt = app.extensions["lipcds"]
+    if rt.store is not None:
+        rt.store.dispose()
+    guard = rt.replay_guard
     if guard is not None and hasattr(guard, "engine"):
         guard.engine.dispose()
     elif guard is not None:

@@ -15,9 +15,10 @@ import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_hooks.app import create_app, runtime
+from cds_hooks.app import create_app
 from cds_hooks.config import ConfigError
 from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
+from cds_hooks.runtime import runtime
 from cds_hooks.security.auth import (
     JwksCache,
     TokenVerifier,
@@ -507,7 +508,7 @@ def post_hook(client, token: str | None = None, **kwargs: Any):
 
 def test_a_valid_token_gets_cards_and_names_the_caller(app, client, ehr):
     seen: list[tuple[str | None, str | None]] = []
-    runtime(app).extras.setdefault("on_result", []).append(
+    runtime(app).listeners.append(
         lambda call, result: seen.append((call.issuer, call.tenant))
     )
     response = post_hook(client, ehr.token(SERVICE_AUD, tenant="clinic-1"))
@@ -644,7 +645,7 @@ def test_an_unreachable_replay_store_answers_503(app, client, ehr):
         def claim(self, issuer: str, jti: str, expires_at: datetime) -> bool:
             raise ReplayGuardUnavailable("redis: ConnectionError")
 
-    runtime(app).extras["verifier"]._replay = Down()
+    runtime(app).verifier._replay = Down()
     response = post_hook(client, ehr.token(SERVICE_AUD))
     assert response.status_code == 503
     assert response.headers["Retry-After"]
@@ -680,5 +681,5 @@ def test_a_bad_issuer_entry_stops_start_up(make_app, db_url):
 def test_trusted_issuers_from_the_environment(monkeypatch, db_url):
     monkeypatch.setenv("LIPCDS_TRUSTED_ISSUERS", json.dumps(trusted_issuer_config()))
     app = create_app({"env": "test", "database_url": db_url})
-    assert runtime(app).extras["verifier"]._issuers[ISS].jwks_url == JWKS_URL
+    assert runtime(app).verifier._issuers[ISS].jwks_url == JWKS_URL
     close_app(app)

@@ -12,11 +12,13 @@ import responses
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_hooks.app import create_app
-from cds_hooks.hooks import pipeline
+from cds_hooks.hooks.registry import HANDLERS, ServiceRegistry
+from cds_hooks.runtime import runtime
 from cds_hooks.security.logsafe import REDACTED, install_log_redaction, redact
 from tests.cds_hooks.jwt_helpers import (
     BASE,
     JWKS_URL,
+    SERVICE,
     SERVICE_AUD,
     SERVICE_PATH,
     FakeEhr,
@@ -151,7 +153,10 @@ def test_an_unexpected_error_carrying_a_token_is_redacted(app, ehr, caplog, monk
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"upstream said: Authorization: Bearer {token}")
 
-    monkeypatch.setattr(pipeline, "HANDLERS", {"patient-view": explode})
+    rt = runtime(app)
+    monkeypatch.setattr(
+        rt, "services", ServiceRegistry.build(rt.kb, {**HANDLERS, SERVICE: explode})
+    )
     with caplog.at_level(logging.DEBUG):
         response = app.test_client().post(SERVICE_PATH, json=hook_body(), headers=bearer(token))
     assert response.status_code == 500

@@ -3,9 +3,9 @@
 from datetime import UTC, datetime
 
 from cds_hooks import create_app
-from cds_hooks.app import runtime
 from cds_hooks.cli.demo import hook_request, load_demo
 from cds_hooks.hooks.pipeline import run_hook
+from cds_hooks.runtime import runtime
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SERVICE = "lip-twitch-patient-view"

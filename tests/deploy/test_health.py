@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from cds_hooks import create_app
-from cds_hooks.app import runtime
+from cds_hooks.runtime import runtime
 from cds_hooks.store import StoreUnavailable
 
 PATIENT_KEY = "test-patient-key-0123456789abcdef"
@@ -31,7 +31,7 @@ def make_app(database_url: str, **settings: Any) -> Flask:
 def app(tmp_path) -> Iterator[Flask]:
     app = make_app(f"sqlite:///{tmp_path / 'health.db'}")
     yield app
-    runtime(app).extras["store"].dispose()
+    runtime(app).store.dispose()
 
 
 class _DownStore:
@@ -63,12 +63,12 @@ def test_readiness_with_a_reachable_store(app):
 
 def test_readiness_fails_when_the_store_is_down_without_saying_where(app):
     rt = runtime(app)
-    real_store = rt.extras["store"]
-    rt.extras["store"] = _DownStore()
+    real_store = rt.store
+    rt.store = _DownStore()
     try:
         response = app.test_client().get("/readyz")
     finally:
-        rt.extras["store"] = real_store
+        rt.store = real_store
     assert response.status_code == 503
     body = response.get_json()
     assert body["status"] == "unavailable"
@@ -78,11 +78,11 @@ def test_readiness_fails_when_the_store_is_down_without_saying_where(app):
 
 def test_readiness_without_a_store_checks_the_knowledge_base_only(app):
     rt = runtime(app)
-    real_store = rt.extras.pop("store")
+    real_store, rt.store = rt.store, None
     try:
         response = app.test_client().get("/readyz")
     finally:
-        rt.extras["store"] = real_store
+        rt.store = real_store
     assert response.status_code == 200
     assert response.get_json()["checks"] == {"knowledge_base": "ok"}
 
@@ -93,7 +93,7 @@ def test_readiness_against_an_unreachable_postgresql():
     try:
         response = app.test_client().get("/readyz")
     finally:
-        runtime(app).extras["store"].dispose()
+        runtime(app).store.dispose()
     assert response.status_code == 503
     assert response.get_json()["checks"]["store"] == "unreachable"
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from cds_hooks import create_app
-from cds_hooks.app import runtime
 from cds_hooks.config import ENV_PREFIX, Settings, load_settings
+from cds_hooks.runtime import runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -116,7 +116,7 @@ def app(tmp_path_factory):
         }
     )
     yield app
-    runtime(app).extras["store"].dispose()
+    runtime(app).store.dispose()
 
 
 # -- settings named anywhere in deploy/ are real ------------------------------------------------
@@ -354,7 +354,7 @@ def test_access_log_has_no_query_string_headers_or_user():
 
 def test_post_fork_gives_each_worker_its_own_database_pools(app):
     conf = gunicorn_conf()
-    store = runtime(app).extras["store"]
+    store = runtime(app).store
     pool_before = store.engine.pool
     server = SimpleNamespace(
         cfg=SimpleNamespace(preload_app=True), app=SimpleNamespace(wsgi=lambda: app)

@@ -14,7 +14,7 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_hooks import create_app
-from cds_hooks.app import runtime
+from cds_hooks.runtime import runtime
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PATIENT = "pt-1"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from cds_hooks.app import runtime
+from cds_hooks.runtime import runtime
 from cds_hooks.store import StoreUnavailable
 from tests.order_services.conftest import (
     NOW,
@@ -347,9 +348,10 @@ def test_order_sign_shows_a_new_draft_and_keeps_the_repeat_out(client):
     assert [concerns(c) for c in cards] == ["MedicationRequest/d-sert"]
 
 
-def test_shadow_cards_at_order_select_were_never_shown(app, client):
+def test_shadow_cards_at_order_select_were_never_shown(app, client, monkeypatch):
     rt = runtime(app)
-    rt.extras["shadow"] = lambda issuer, tenant: True
+    shadow_site = replace(rt.sites.default, shadow=True)
+    monkeypatch.setattr(rt.sites, "for_call", lambda issuer, tenant: shadow_site)
     _select_then_sign_shadow = order_request(
         "order-select",
         TWITCHING_NORMAL_LABS,
@@ -357,7 +359,7 @@ def test_shadow_cards_at_order_select_were_never_shown(app, client):
         hook_instance="hi-shadow",
     )
     assert call(client, "order-select", _select_then_sign_shadow) == []
-    del rt.extras["shadow"]
+    monkeypatch.undo()
     sign = order_request(
         "order-sign",
         TWITCHING_NORMAL_LABS,
@@ -375,7 +377,7 @@ def test_store_down_at_order_sign_shows_the_card_and_logs(app, client, caplog):
         def record_result(self, **_):
             raise StoreUnavailable("database unavailable: connection refused")
 
-    runtime(app).extras["store"] = DownStore()
+    runtime(app).store = DownStore()
     sign = order_request("order-sign", TWITCHING_NORMAL_LABS, [med_draft("d-pred", "312615")])
     with caplog.at_level("WARNING", logger="lipcds.orders"):
         assert kinds(call(client, "order-sign", sign)) == ["draft-medication-risk:prednisone"]

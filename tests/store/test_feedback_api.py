@@ -33,7 +33,7 @@ def make_app(database_url: str, **settings: Any):
 def app(store, database_url):
     app = make_app(database_url)
     yield app
-    app.extensions["lipcds"].extras["store"].dispose()
+    app.extensions["lipcds"].store.dispose()
 
 
 @pytest.fixture
@@ -250,7 +250,7 @@ def test_a_suggestion_not_on_the_card_is_422(client, cards):
 def test_with_the_database_down_feedback_is_503_and_hooks_still_answer(caplog, tmp_path):
     app = make_app("postgresql+psycopg://postgres@127.0.0.1:1/lipcds")
     client = app.test_client()
-    store = app.extensions["lipcds"].extras["store"]
+    store = app.extensions["lipcds"].store
     store.cooldown_seconds = 0  # try the database on every call in this test
     with caplog.at_level(logging.ERROR, logger="lipcds"):
         hook = client.post(
@@ -310,7 +310,7 @@ def test_shadow_mode_records_the_cards_but_returns_none(store, database_url, tmp
         FEEDBACK_URL, json={"feedback": [override({"uuid": shadow_uuid})]}
     )
     assert response.status_code == 422
-    rt.extras["store"].dispose()
+    rt.store.dispose()
 
 
 def _uuids(store, *, shadow: bool) -> set[str]:
@@ -336,4 +336,4 @@ def test_feedback_counts_only_for_the_site_the_card_was_issued_to(store, databas
     )
     assert response.status_code == 422
     assert count_rows(store, "feedback") == 0
-    rt.extras["store"].dispose()
+    rt.store.dispose()

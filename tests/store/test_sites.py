@@ -6,6 +6,7 @@ import pytest
 
 from cds_hooks import create_app
 from cds_hooks.config import ConfigError
+from cds_hooks.runtime import runtime
 from cds_hooks.sites import load_site_policies
 from knowledge import load_knowledge_base
 from knowledge.policy import Policy
@@ -42,21 +43,23 @@ sites:
         kb,
         base,
     )
-    assert sites.disabled_rules("https://ehr.example.org", "north") == {"R1"}
-    assert sites.policy("https://ehr.example.org", "north")["freshness_days"] == 60
-    assert sites.shadow("https://ehr.example.org", "north")
+    north = sites.for_call("https://ehr.example.org", "north")
+    assert north.disabled_rules == {"R1"}
+    assert north.policy["freshness_days"] == 60
+    assert north.shadow
     # Another tenant of the same issuer falls back to the issuer's entry.
-    assert not sites.shadow("https://ehr.example.org", "south")
-    assert sites.policy("https://ehr.example.org", "south")["freshness_days"] == 90
+    south = sites.for_call("https://ehr.example.org", "south")
+    assert not south.shadow
+    assert south.policy["freshness_days"] == 90
     # An unknown caller has no site: the deployment's policy, everything on, live.
-    assert sites.policy("https://other", None) is None
-    assert sites.disabled_rules(None, None) == frozenset()
-    assert not sites.shadow(None, None)
+    assert sites.for_call("https://other", None).policy is base
+    assert sites.for_call(None, None).disabled_rules == frozenset()
+    assert not sites.for_call(None, None).shadow
 
 
 def test_rules_enabled_is_an_allow_list(tmp_path, kb, base):
     sites = load(tmp_path, "sites:\n  - issuer: i\n    rules_enabled: [R3]\n", kb, base)
-    assert sites.disabled_rules("i", None) == {r.id for r in kb.rules} - {"R3"}
+    assert sites.for_call("i", None).disabled_rules == {r.id for r in kb.rules} - {"R3"}
 
 
 @pytest.mark.parametrize(
@@ -112,8 +115,8 @@ def test_create_app_installs_the_site_lookups(tmp_path):
             "database_url": f"sqlite:///{tmp_path / 'x.db'}",
         }
     )
-    rt = app.extensions["lipcds"]
-    assert rt.extras["site_rules"]("https://a", None) == {"R1"}
-    assert rt.extras["shadow"]("https://a", "any-tenant")
-    assert rt.policy_for("https://b", None) is rt.policy
-    rt.extras["store"].dispose()
+    rt = runtime(app)
+    assert rt.sites.for_call("https://a", None).disabled_rules == {"R1"}
+    assert rt.sites.for_call("https://a", "any-tenant").shadow
+    assert rt.sites.for_call("https://b", None).policy is rt.policy
+    rt.store.dispose()

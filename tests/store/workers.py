@@ -29,5 +29,5 @@ def post_feedback(
         ).status_code
         for item in items
     ]
-    app.extensions["lipcds"].extras["store"].dispose()
+    app.extensions["lipcds"].store.dispose()
     results.put(statuses)
