@@ -228,6 +228,30 @@ def full_prefetch_request(
     return request
 
 
+def sized_request(total: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """The workload with exactly `total` prefetch resources, in the proportions above.
+
+    The demo's own resources stay; the rest is history, 80 % laboratory Observations,
+    12 % Conditions and 8 % MedicationRequests (200/30/20 of the default 250).
+    """
+    base = count_resources(
+        full_prefetch_request(observations=0, conditions=0, medication_requests=0, now=now)
+    )
+    extra = total - base
+    if extra < 0:
+        raise ValueError(f"at least {base} resources: the demo patient alone has that many")
+    observations = round(extra * 0.80)
+    conditions = round(extra * 0.12)
+    request = full_prefetch_request(
+        observations=observations,
+        conditions=conditions,
+        medication_requests=extra - observations - conditions,
+        now=now,
+    )
+    assert count_resources(request) == total
+    return request
+
+
 def _extend(bundle: dict[str, Any], resources: list[dict[str, Any]]) -> None:
     entries = bundle.setdefault("entry", [])
     entries.extend(_entry(r) for r in resources)
