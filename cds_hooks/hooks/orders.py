@@ -44,7 +44,7 @@ def check_orders(call: HookCall, *, selections: Iterable[str] | None) -> HookRes
         call.context.get("draft_orders"), kb, selections=selections, panels=params["panels"]
     )
     facts = replace(facts, draft_medications=basket.medications)
-    evaluation = evaluate_orders(facts, kb, call.policy)
+    evaluation = evaluate_orders(facts, kb, call.policy, disabled_rules=call.disabled_rules)
     if call.service.hook == "order-sign":
         evaluation = _without_repeats(call, evaluation)
     cards = build_cards(

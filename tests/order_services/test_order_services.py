@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from cds_hooks import create_app
+from cds_hooks.hooks.pipeline import run_hook
 from cds_hooks.runtime import runtime
 from cds_hooks.store import StoreUnavailable
 from tests.order_services.conftest import (
@@ -419,3 +421,56 @@ def test_ionized_calcium_in_the_basket_covers_total_calcium(client):
     workup = [c for c in cards if kinds([c]) == ["lab-workup-missing"]][0]
     assert "17861-6" not in ordered_loincs(workup)
     assert "1751-7" in ordered_loincs(workup)  # albumin stays: the correction needs it
+
+
+def _app_with_site(tmp_path, rules_disabled: str):
+    """The service with a site policy for issuer https://ehr.example.org; the calls below
+    pass that issuer to run_hook, as the JWT check would."""
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(
+        f"sites:\n  - issuer: https://ehr.example.org\n    rules_disabled: [{rules_disabled}]\n"
+    )
+    return create_app(
+        {
+            "env": "development",
+            "auth_mode": "disabled",
+            "log_level": "ERROR",
+            "database_url": f"sqlite:///{tmp_path / 'sites.db'}",
+            "patient_id_key": "order-services-test-key-0123456789abcdef",
+            "site_policy_file": str(sites),
+            "clock": lambda: NOW,
+        }
+    )
+
+
+SITE = "https://ehr.example.org"
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_a_site_that_switches_o1_off_gets_no_draft_card(tmp_path, hook):
+    rt = runtime(_app_with_site(tmp_path, "O1"))
+    record = [patient(), twitching(), *normal_labs()]
+
+    def request():
+        return order_request(hook, record, [med_draft("d-pred", "312615")], encounter=None)
+
+    elsewhere = run_hook(rt, f"lip-twitch-{hook}", request(), issuer="https://other.example.org")
+    assert kinds(elsewhere["cards"]) == ["draft-medication-risk:prednisone"]
+    at_site = run_hook(rt, f"lip-twitch-{hook}", request(), issuer=SITE)
+    assert at_site == {"cards": []}
+    rt.store.dispose()
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_a_site_that_switches_the_work_up_rule_off_gets_only_the_draft_card(tmp_path, hook):
+    rt = runtime(_app_with_site(tmp_path, "R2"))
+    record = [patient(), twitching()]  # no labs: R2 (missing work-up) fires with O1
+
+    def request():
+        return order_request(hook, record, [med_draft("d", "313988")], encounter=None)
+
+    elsewhere = run_hook(rt, f"lip-twitch-{hook}", request(), issuer="https://other.example.org")
+    assert kinds(elsewhere["cards"]) == ["draft-medication-risk:furosemide", "lab-workup-missing"]
+    at_site = run_hook(rt, f"lip-twitch-{hook}", request(), issuer=SITE)
+    assert kinds(at_site["cards"]) == ["draft-medication-risk:furosemide"]
+    rt.store.dispose()
