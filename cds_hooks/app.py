@@ -41,9 +41,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     else:
         sites = SiteRegistry(policy)
     fetcher = make_fetcher(settings)
-    verifier, replay_guard = build_verifier(settings)
     patient_key = load_patient_key(settings)
     store = open_store(settings)
+    verifier, replay_guard = build_verifier(settings, store.engine)
     rt = Runtime(
         settings=settings,
         kb=kb,

@@ -24,6 +24,7 @@ import jwt
 import requests
 from flask import Flask, g, request
 from jwt.exceptions import InvalidTokenError, PyJWKError
+from sqlalchemy import Engine
 
 from cds_hooks.config import ConfigError, Settings
 from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
@@ -481,8 +482,13 @@ def endpoint_url(settings: Settings) -> str:
     return base.rstrip("/") + request.path
 
 
-def build_verifier(settings: Settings) -> tuple[TokenVerifier | None, ReplayGuard | None]:
-    """The verifier of the EHR's token and its replay guard; (None, None) when disabled."""
+def build_verifier(
+    settings: Settings, store_engine: Engine
+) -> tuple[TokenVerifier | None, ReplayGuard | None]:
+    """The verifier of the EHR's token and its replay guard; (None, None) when disabled.
+
+    Without Redis the replay guard keeps its seen-set in the store's database.
+    """
     if settings.auth_mode == "disabled":
         log.warning(
             "AUTHENTICATION DISABLED (LIPCDS_AUTH_MODE=disabled, LIPCDS_ENV=%s): every caller "
@@ -495,7 +501,7 @@ def build_verifier(settings: Settings) -> tuple[TokenVerifier | None, ReplayGuar
     )
     replay_guard = None
     if issuers:
-        replay_guard = build_replay_guard(settings.redis_url, settings.database_url, settings.clock)
+        replay_guard = build_replay_guard(settings.redis_url, store_engine, settings.clock)
         log.info(
             "JWT authentication: %d trusted issuer(s) %s; jti replay store: %s",
             len(issuers),

@@ -13,35 +13,17 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Engine,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    delete,
-    insert,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
+
+from cds_hooks.store.models import JwtReplay
 
 log = logging.getLogger("lipcds.auth.replay")
 
-# Own metadata, not the store's: the table is created here with checkfirst until it is
-# folded into the store's Alembic migrations.
-metadata = MetaData()
-
-jwt_replay = Table(
-    "jwt_replay",
-    metadata,
-    Column("key_hash", String(64), primary_key=True),
-    Column("expires_at", BigInteger, nullable=False, index=True),  # Unix seconds, UTC
-)
+# Created by the store's migrations (revision 0003), like the store's other tables.
+jwt_replay = JwtReplay.__table__
 
 _PURGE_INTERVAL_SECONDS = 300
 
@@ -88,20 +70,16 @@ class RedisReplayGuard:
 
 
 class DatabaseReplayGuard:
-    """A row per (issuer, jti); the primary key makes the second insert fail everywhere."""
+    """A row per (issuer, jti); the primary key makes the second insert fail everywhere.
+
+    It runs on the store's engine: the table is one of the store's migrated tables.
+    """
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime]):
         self._engine = engine
         self._clock = clock
         self._purge_lock = threading.Lock()
         self._next_purge = 0.0
-
-    @classmethod
-    def from_url(cls, url: str, clock: Callable[[], datetime]) -> DatabaseReplayGuard:
-        _ensure_sqlite_directory(url)
-        engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(engine, checkfirst=True)
-        return cls(engine, clock)
 
     @property
     def engine(self) -> Engine:
@@ -151,15 +129,9 @@ class DatabaseReplayGuard:
 
 
 def build_replay_guard(
-    redis_url: str | None, database_url: str, clock: Callable[[], datetime]
+    redis_url: str | None, engine: Engine, clock: Callable[[], datetime]
 ) -> ReplayGuard:
-    """Redis when configured, else the database the store uses."""
+    """Redis when configured, else the store's database (`engine`)."""
     if redis_url:
         return RedisReplayGuard.from_url(redis_url, clock)
-    return DatabaseReplayGuard.from_url(database_url, clock)
-
-
-def _ensure_sqlite_directory(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return DatabaseReplayGuard(engine, clock)

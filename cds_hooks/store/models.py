@@ -1,4 +1,5 @@
-"""Tables of the store: the cards each hook response carried, their suggestions, and feedback.
+"""Tables of the store: the cards each hook response carried, their suggestions, feedback,
+and the JWT ids already seen (the replay guard's, when no Redis is configured).
 
 The migrations in `cds_hooks/store/migrations` create exactly these tables; a test compares them.
 """
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -84,10 +86,9 @@ class IssuedCard(Base):
     tenant: Mapped[str | None] = mapped_column(String(255))
     shadow: Mapped[bool] = mapped_column(Boolean)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    # -- issue #4: order-sign does not repeat what order-select showed in the encounter --
+    # order-sign does not repeat what order-select showed in the same encounter
     encounter_id: Mapped[str | None] = mapped_column(String(64), index=True)
     concerns: Mapped[str | None] = mapped_column(String(255))  # e.g. "MedicationRequest/1"
-    # -- end issue #4 --
 
     suggestions: Mapped[list[IssuedSuggestion]] = relationship(back_populates="card")
     feedback: Mapped[list[Feedback]] = relationship(back_populates="card")
@@ -139,3 +140,12 @@ class Feedback(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     card: Mapped[IssuedCard] = relationship(back_populates="feedback")
+
+
+class JwtReplay(Base):
+    """One (issuer, jti) already accepted, as a hash, until its token expires."""
+
+    __tablename__ = "jwt_replay"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # Unix seconds, UTC

@@ -142,7 +142,6 @@ def close_app(app: Any) -> None:
         guard._client.close()
 
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 

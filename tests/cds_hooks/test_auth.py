@@ -27,13 +27,13 @@ from cds_hooks.security.auth import (
     parse_trusted_issuers,
 )
 from cds_hooks.security.replay import ReplayGuardUnavailable
+from cds_hooks.store import Store
 from tests.cds_hooks.jwt_helpers import (
     BASE,
     ISS,
     JKU_PREFIX,
     JWKS_URL,
     NOW,
-    POSTGRES_URL,
     REDIS_URL,
     SERVICE_AUD,
     SERVICE_PATH,
@@ -572,11 +572,13 @@ def test_a_replayed_token_is_refused(client, ehr):
 @pytest.mark.parametrize(
     "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def test_replay_is_refused_across_two_app_instances(make_app, ehr, tmp_path, database):
+def test_replay_is_refused_across_two_app_instances(make_app, ehr, tmp_path, database, request):
     # Two workers or replicas: separate processes in production, separate apps here.
     if database == "postgres":
-        require_server("PostgreSQL", 5432)
-        url = POSTGRES_URL
+        url = request.getfixturevalue("postgres_database")
+        store = Store(url)
+        store.upgrade()  # as `lipcds db upgrade` does before a deployment
+        store.dispose()
     else:
         url = f"sqlite:///{tmp_path / 'shared.db'}"
     first = make_app(url, trusted_issuers=trusted_issuer_config())

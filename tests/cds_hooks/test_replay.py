@@ -18,7 +18,9 @@ from cds_hooks.security.replay import (
     jwt_replay,
     replay_key,
 )
-from tests.cds_hooks.jwt_helpers import POSTGRES_URL, REDIS_URL, require_server
+from cds_hooks.store import Store
+from cds_hooks.store.store import make_engine
+from tests.cds_hooks.jwt_helpers import REDIS_URL, require_server
 
 ISS = "https://ehr.example.org"
 
@@ -36,18 +38,29 @@ def clock() -> Clock:
     return Clock()
 
 
-def database_url(kind: str, tmp_path) -> str:
+def database_url(kind: str, request, tmp_path) -> str:
     if kind == "postgres":
-        require_server("PostgreSQL", 5432)
-        return POSTGRES_URL
-    return f"sqlite:///{tmp_path / 'var' / 'lipcds.db'}"  # the directory gets created
+        return request.getfixturevalue("postgres_database")
+    return f"sqlite:///{tmp_path / 'lipcds.db'}"
 
 
-def make_guard(kind: str, tmp_path, clock: Clock) -> DatabaseReplayGuard | RedisReplayGuard:
+def migrated_engine(url: str):
+    """The store's engine on a database migrated to head (the replay table is one of its)."""
+    store = Store(url)
+    store.upgrade()
+    return store.engine
+
+
+def make_guard(
+    kind: str, request, tmp_path, clock: Clock
+) -> DatabaseReplayGuard | RedisReplayGuard:
     if kind == "redis":
         require_server("Redis", 6379)
         return RedisReplayGuard.from_url(REDIS_URL, clock)
-    return DatabaseReplayGuard.from_url(database_url(kind, tmp_path), clock)
+    guard = DatabaseReplayGuard(migrated_engine(database_url(kind, request, tmp_path)), clock)
+    with guard.engine.begin() as conn:
+        conn.execute(jwt_replay.delete())  # the session's PostgreSQL database is shared
+    return guard
 
 
 def close(guard: DatabaseReplayGuard | RedisReplayGuard) -> None:
@@ -63,21 +76,21 @@ REDIS = pytest.param("redis", marks=pytest.mark.redis)
 
 @pytest.fixture(params=["sqlite", POSTGRES])
 def database_guard(request, tmp_path, clock) -> Iterator[DatabaseReplayGuard]:
-    guard = make_guard(request.param, tmp_path, clock)
+    guard = make_guard(request.param, request, tmp_path, clock)
     yield guard
     close(guard)
 
 
 @pytest.fixture(params=["sqlite", POSTGRES, REDIS])
 def guard(request, tmp_path, clock) -> Iterator[DatabaseReplayGuard | RedisReplayGuard]:
-    guard = make_guard(request.param, tmp_path, clock)
+    guard = make_guard(request.param, request, tmp_path, clock)
     yield guard
     close(guard)
 
 
 @pytest.fixture
-def redis_guard(tmp_path, clock) -> Iterator[RedisReplayGuard]:
-    guard = make_guard("redis", tmp_path, clock)
+def redis_guard(request, tmp_path, clock) -> Iterator[RedisReplayGuard]:
+    guard = make_guard("redis", request, tmp_path, clock)
     yield guard
     close(guard)
 
@@ -111,7 +124,8 @@ def test_concurrent_claims_admit_exactly_one(guard, clock):
 
 def test_two_guards_on_one_database_share_the_seen_set(database_guard, clock):
     # Two workers (or replicas) each with their own engine on the same database.
-    other = DatabaseReplayGuard.from_url(str(database_guard.engine.url), clock)
+    url = database_guard.engine.url.render_as_string(hide_password=False)
+    other = DatabaseReplayGuard(make_engine(url), clock)
     try:
         token_id = jti()
         expires = clock.now + timedelta(minutes=5)
@@ -160,7 +174,7 @@ def test_redis_keys_expire_with_the_token(redis_guard, clock):
 
 
 def test_an_unreachable_database_fails_closed(tmp_path, clock):
-    guard = DatabaseReplayGuard.from_url(f"sqlite:///{tmp_path / 'replay.db'}", clock)
+    guard = DatabaseReplayGuard(migrated_engine(f"sqlite:///{tmp_path / 'replay.db'}"), clock)
     with guard.engine.begin() as conn:
         jwt_replay.drop(conn)  # the table vanishes: every query now fails
     with pytest.raises(ReplayGuardUnavailable):

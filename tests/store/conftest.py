@@ -1,61 +1,24 @@
 """Store fixtures: every store test runs on a SQLite file and on PostgreSQL.
 
-PostgreSQL is at 127.0.0.1:5432 on development and CI machines. Each test session (each
-xdist worker) creates its own database `lipcds_test_<random>` and drops it at the end.
-Without a server the PostgreSQL cases are skipped, except under CI=true, where they fail.
+PostgreSQL is at 127.0.0.1:5432 on development and CI machines; the session database
+comes from `postgres_database` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from cds_hooks.store import Store
 
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 KINDS = ["sqlite", POSTGRES]
 PATIENT_KEY = "test-patient-key-0123456789abcdef"
-
-
-def _admin_engine():
-    return create_engine(
-        f"{PG_SERVER}/postgres",
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": 3},
-    )
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session, dropped afterwards."""
-    admin = _admin_engine()
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        reason = f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc.__class__.__name__}"
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: no skipping)", pytrace=False)
-        pytest.skip(reason)
-    name = f"lipcds_test_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=KINDS)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from cds_hooks.store import FeedbackItem, Store, StoreUnavailable, UnknownCard, migrate
 from cds_hooks.store.models import Base, Feedback, IssuedCard, IssuedSuggestion
@@ -48,9 +48,28 @@ def test_downgrade_to_base_and_back(store):
     assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
     store.upgrade()
     assert migrate.current_revision(store.engine) == migrate.head_revision()
-    assert {"issued_card", "issued_suggestion", "feedback"} <= set(
+    assert {"issued_card", "issued_suggestion", "feedback", "jwt_replay"} <= set(
         inspect(store.engine).get_table_names()
     )
+
+
+def test_a_replay_table_made_outside_the_migrations_is_kept(store):
+    migrate.downgrade(store.engine, "0002")
+    assert "jwt_replay" not in inspect(store.engine).get_table_names()
+    with store.engine.begin() as connection:  # as releases before revision 0003 made it
+        connection.execute(text("CREATE TABLE jwt_replay (key_hash VARCHAR(64) PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO jwt_replay (key_hash) VALUES ('kept')"))
+    try:
+        store.upgrade()
+        assert store.schema_is_current()
+        with store.engine.connect() as connection:
+            kept = connection.execute(text("SELECT key_hash FROM jwt_replay")).scalars().all()
+        assert kept == ["kept"]
+    finally:  # the PostgreSQL database is the session's: leave it as the migrations make it
+        migrate.downgrade(store.engine, "0002")
+        with store.engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS jwt_replay"))
+        store.upgrade()
 
 
 def test_cards_are_recorded_with_their_evidence_and_suggestions(store):

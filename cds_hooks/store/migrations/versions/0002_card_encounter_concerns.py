@@ -1,4 +1,4 @@
-"""Issued cards remember their encounter and the context resource they concern (issue #4).
+"""Issued cards remember their encounter and the context resource they concern.
 
 order-sign skips a finding order-select already showed on the same draft in the same
 encounter; these two columns are what it looks up.
