@@ -137,17 +137,26 @@ class SuggestionTemplate:
 
 @dataclass(frozen=True)
 class Rule:
-    id: str  # "R0" ... "R10"
-    kind: str  # card kind; R7/R8 get ":<slug>" appended
+    id: str  # "R1" ... "R10", "O1", "D1"
+    kind: str  # card kind; per-drug cards get ":<slug>" appended
     title: str  # card-kind display
     evaluator: str  # name in knowledge.engine's evaluator registry
-    params: dict[str, Any]
+    params: dict[str, Any]  # loaded by the evaluator's params schema
     summary: dict[str, str]  # indicator (or "default") -> template
     detail: str  # markdown template
     citations: tuple[tuple[str, str], ...]  # (source id, verbatim seed fragment or source)
     suggestions: tuple[SuggestionTemplate, ...] = ()
     suppressed_by: tuple[str, ...] = ()  # card kinds, or "indicator:critical"
     enabled: bool = True
+    role: str = "finding"  # "finding" | "order-check" (draft orders) | "data-report"
+
+
+@dataclass(frozen=True)
+class CalciumCorrection:
+    """Corrected calcium = total + factor × (albumin_reference − albumin), mg/dL and g/dL."""
+
+    factor: float
+    albumin_reference: float
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,8 @@ class KnowledgeBase:
     route_exclusions: re.Pattern[str]  # inhal|nasal|topical|cream|ophthalmic
     orders: dict[str, Order]
     rules: tuple[Rule, ...]
+    texts: dict[str, str]  # shared card sentences (rules.yaml `texts`)
+    calcium_correction: CalciumCorrection
     sources: dict[str, Source]
     services: dict[str, ServiceDefinition]
     # derived indexes, built by the loader

@@ -12,8 +12,10 @@ import yaml
 from marshmallow import ValidationError
 
 from knowledge.codes import SYSTEM_NAMES, normalise_code
+from knowledge.engine.contract import check_rules
 from knowledge.kb import (
     Analyte,
+    CalciumCorrection,
     CodeMatcher,
     Coding,
     ComplaintDefinition,
@@ -90,6 +92,12 @@ def load_knowledge_base(path: str | os.PathLike[str] | None = None) -> Knowledge
     inconsistencies: list[Problem] = check_consistency(docs)
     if inconsistencies:
         raise KnowledgeError([_format(*problem) for problem in inconsistencies])
+    # every rule against the evaluator it names (its params, placeholders, summaries)
+    broken, params = check_rules(docs)
+    if broken:
+        raise KnowledgeError([_format(*problem) for problem in broken])
+    for index, rule in enumerate(docs["rules.yaml"]["rules"]):
+        rule["params"] = params[index]
     return _build(docs)
 
 
@@ -256,6 +264,7 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
             ),
             suppressed_by=tuple(r["suppressed_by"]),
             enabled=r["enabled"],
+            role=r["role"],
         )
         for r in rules_file["rules"]
     )
@@ -287,6 +296,8 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
         route_exclusions=medications["route_exclusions"],
         orders=orders,
         rules=rules,
+        texts=dict(rules_file["texts"]),
+        calcium_correction=CalciumCorrection(**rules_file["calcium_correction"]),
         sources={
             sid: Source(id=sid, title=s["title"], kind=s["kind"], note=s["note"])
             for sid, s in docs["sources.yaml"]["sources"].items()

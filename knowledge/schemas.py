@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from knowledge.codes import SYSTEM_NAMES
+from knowledge.engine.text import CalciumCorrectionSchema, SharedTexts
 
 # Keys other packages look up by name: they must exist (extra ones are allowed).
 REQUIRED_ANALYTES = (
@@ -401,10 +402,16 @@ def _no_html(text: str) -> None:
         raise ValidationError(f"raw HTML is not allowed in markdown ({found.group(0)!r})")
 
 
+RULE_ROLES = ("finding", "order-check", "data-report")
+
+
 class RuleSchema(_Strict):
-    # R0-R10 are the clinical rules; D-rules report on the data itself (unavailable areas);
-    # O-rules judge the draft orders of order-select and order-sign (issue #4).
+    # R-rules are the clinical rules; D-rules report on the data itself (unavailable areas);
+    # O-rules judge the draft orders of order-select and order-sign.
     id = _named(r"^[RDO]\d+$", "not a rule id like R3, D1 or O1")
+    # finding: runs at patient-view (and at order time when an order check names it);
+    # order-check: judges the draft orders; data-report: says which data could not be used
+    role = fields.String(load_default="finding", validate=validate.OneOf(RULE_ROLES))
     kind = _named(KEBAB, "not a kebab-case kind")
     title = _text()
     evaluator = _named(SNAKE, "not an evaluator name")
@@ -427,6 +434,8 @@ class RuleSchema(_Strict):
 
 class RulesFileSchema(_Strict):
     override_reasons = fields.Nested(OverrideReasonsSchema, required=True)
+    calcium_correction = fields.Nested(CalciumCorrectionSchema, required=True)
+    texts = fields.Nested(SharedTexts, required=True)
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
 
 

@@ -8,7 +8,11 @@ choose which rules take part and whether the patient is in scope.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema
 
 from knowledge.engine.labs import Context
 from knowledge.engine.text import md
@@ -25,6 +29,8 @@ from knowledge.model import (
 )
 from knowledge.policy import Policy
 
+ORDER_CHECK = "order-check"  # rule roles (rules.yaml `role`)
+DATA_REPORT = "data-report"
 SUMMARY_LIMIT = 140  # CDS Hooks 2.0: summary SHALL be under 140 characters
 
 
@@ -33,12 +39,41 @@ class EngineError(RuntimeError):
 
 
 Evaluator = Callable[[Context, Rule], list[Finding]]
-EVALUATORS: dict[str, Evaluator] = {}
+# Cross-checks an evaluator makes between its rule and its loaded params: (field, message).
+RuleCheck = Callable[[Mapping[str, Any], Mapping[str, Any]], Iterable[tuple[str, str]]]
 
 
-def evaluator(name: str) -> Callable[[Evaluator], Evaluator]:
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """What an evaluator needs from its rule: the contract the loader checks."""
+
+    name: str
+    run: Evaluator
+    params: type[Schema]  # the rule's `params`; unknown keys are refused
+    fills: frozenset[str]  # placeholders it fills in the rule's summary and detail
+    indicators: tuple[str, ...]  # indicators its cards may carry (each needs a summary)
+    suggestions: tuple[str, ...] = ()  # suggestion keys it names
+    check: RuleCheck | None = None
+
+
+EVALUATORS: dict[str, EvaluatorSpec] = {}
+
+
+def evaluator(
+    name: str,
+    *,
+    params: type[Schema],
+    fills: Iterable[str] = (),
+    indicators: Iterable[str],
+    suggestions: Iterable[str] = (),
+    check: RuleCheck | None = None,
+) -> Callable[[Evaluator], Evaluator]:
+    """Register an evaluator under `name`, with the contract its rules must meet."""
+
     def register(fn: Evaluator) -> Evaluator:
-        EVALUATORS[name] = fn
+        EVALUATORS[name] = EvaluatorSpec(
+            name, fn, params, frozenset(fills), tuple(indicators), tuple(suggestions), check
+        )
         return fn
 
     return register
@@ -128,7 +163,7 @@ def evaluate(
     """Patient-view: the rules to one patient's facts (R0: no complaint, no findings)."""
     if not facts.complaints:
         return Evaluation(findings=(), knowledge_version=kb.version, in_scope=False)
-    rules = [r for r in _active(kb, disabled_rules) if not r.id.startswith("O")]
+    rules = [r for r in _active(kb, disabled_rules) if r.role != ORDER_CHECK]
     findings = _run(Context(facts, kb, policy), rules)
     return Evaluation(findings=findings, knowledge_version=kb.version, in_scope=True)
 
@@ -140,13 +175,13 @@ def evaluate_orders(
     *,
     disabled_rules: Iterable[str] = (),
 ) -> Evaluation:
-    """Order-select and order-sign: the O-rules on the drafts, plus their work-up rules.
+    """Order-select and order-sign: the order checks on the drafts, plus their work-up rules.
 
-    R0 does not gate the O-rules (a low electrolyte alone can make a draft risky); it
+    R0 does not gate the order checks (a low electrolyte alone can make a draft risky); it
     still gates the work-up rules, which only make sense for a patient who twitches.
     """
     active = _active(kb, disabled_rules)
-    order_rules = [r for r in active if r.id.startswith("O")]
+    order_rules = [r for r in active if r.role == ORDER_CHECK]
     with_ids = {rid for r in order_rules for rid in r.params.get("with_rules", ())}
     rules = order_rules + ([r for r in active if r.id in with_ids] if facts.complaints else [])
     findings = _run(Context(facts, kb, policy), rules)
@@ -166,17 +201,20 @@ def _run(ctx: Context, rules: list[Rule]) -> tuple[Finding, ...]:
     """The one evaluation loop: evaluate, suppress, add the data notes, order the cards."""
     findings: list[Finding] = []
     for rule in rules:
-        fn = EVALUATORS.get(rule.evaluator)
-        if fn is None:
+        spec = EVALUATORS.get(rule.evaluator)
+        if spec is None:
             raise EngineError(f"rule {rule.id} names unknown evaluator {rule.evaluator!r}")
-        findings.extend(fn(ctx, rule))
+        findings.extend(spec.run(ctx, rule))
     findings = [f for f in findings if not _suppressed(ctx.kb.rule(f.rule_id), findings)]
-    findings = [_with_data_notes(f, ctx.issues) for f in findings]
+    reports = {rule.id for rule in rules if rule.role == DATA_REPORT}
+    findings = [
+        f if f.rule_id in reports else _with_data_notes(f, ctx.issues, ctx.kb.texts)
+        for f in findings
+    ]
     order = {rule.id: i for i, rule in enumerate(ctx.kb.rules)}
+    checks = {rule.id for rule in rules if rule.role == ORDER_CHECK}
     # Draft cards first: they are what the clinician is deciding on right now.
-    findings.sort(
-        key=lambda f: (-f.indicator, not f.rule_id.startswith("O"), order[f.rule_id], f.kind)
-    )
+    findings.sort(key=lambda f: (-f.indicator, f.rule_id not in checks, order[f.rule_id], f.kind))
     return tuple(findings)
 
 
@@ -192,11 +230,13 @@ def _suppressed(rule: Rule, findings: list[Finding]) -> bool:
     return False
 
 
-def _with_data_notes(finding: Finding, issues: list[DataIssue]) -> Finding:
+def _with_data_notes(
+    finding: Finding, issues: list[DataIssue], texts: Mapping[str, str]
+) -> Finding:
     """Every card says which data could not be used (a skipped resource is never silent)."""
-    if not issues or finding.rule_id == "D1":
+    if not issues:
         return finding
     lines = "\n".join(f"- {md(i.message)}" for i in dict.fromkeys(issues))
-    detail = f"{finding.detail}\n\n**Data not used**\n\n{lines}"
+    detail = f"{finding.detail}\n\n" + texts["data_notes"].format(issues=lines)
     return Finding(**{**finding.__dict__, "detail": detail})
 

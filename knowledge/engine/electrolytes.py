@@ -3,16 +3,81 @@ known hypoparathyroidism (R6)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from typing import Any
+
+from marshmallow import fields, validate
 
 from knowledge.engine.core import all_suggestions, evaluator, make_finding, suggestion
-from knowledge.engine.labs import Context, Judgement, analyte_word, has_fresh, lab_evidence, members
+from knowledge.engine.fields import Params, Ref, Template
+from knowledge.engine.labs import (
+    CalciumLimits,
+    CalciumLimitsParams,
+    Context,
+    Judgement,
+    analyte_word,
+    has_fresh,
+    lab_evidence,
+    members,
+)
 from knowledge.engine.text import day, fmt, join_words, md
 from knowledge.kb import Rule
 from knowledge.model import Evidence, Finding, Indicator, LabResult, Suggestion
 
+ELECTROLYTES = ("potassium", "magnesium", "calcium")
 
-@evaluator("missing_labs")
+
+class MissingLabsTexts(Params):
+    stale = Template(fills=("analyte", "value", "unit", "date", "days"), required=True)
+    unusable = Template(fills=("text", "date", "reference", "reason"), required=True)
+    no_reference = Template(required=True)  # in place of a result's missing id
+    older_results = Template(fills=("lines",), required=True)  # added to the detail
+
+
+class MissingLabsParams(Params):
+    analytes = fields.List(
+        fields.String(validate=validate.OneOf(ELECTROLYTES)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    # electrolyte -> the orders that measure it
+    orders_by_analyte = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(ELECTROLYTES)),
+        values=fields.List(Ref("orders"), validate=validate.Length(min=1)),
+        required=True,
+    )
+    # analyte -> the suggestion offered when it was not measured within the look-back
+    optional_by_analyte = fields.Dict(
+        keys=Ref("analytes"), values=fields.String(), load_default=dict
+    )
+    texts = fields.Nested(MissingLabsTexts, required=True)
+
+
+def _check_missing_labs(
+    rule: Mapping[str, Any], params: Mapping[str, Any]
+) -> Iterable[tuple[str, str]]:
+    """Optional suggestions are the rule's own; every electrolyte has its orders."""
+    keys = {s["key"] for s in rule["suggestions"]}
+    for analyte, key in params["optional_by_analyte"].items():
+        if key not in keys:
+            yield (
+                f"params.optional_by_analyte.{analyte}",
+                f"'{key}' is not a suggestion of this rule",
+            )
+    for analyte in params["analytes"]:
+        if analyte not in params["orders_by_analyte"]:
+            yield "params.orders_by_analyte", f"'{analyte}' has no orders"
+
+
+@evaluator(
+    "missing_labs",
+    params=MissingLabsParams,
+    fills=("missing", "freshness_days"),
+    indicators=("info",),
+    suggestions=("order-missing-labs",),
+    check=_check_missing_labs,
+)
 def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
     """R2: K, Mg or Ca without a usable fresh result; quotes stale and unusable values."""
     if not ctx.labs_available:
@@ -30,6 +95,7 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
         seen = ctx.fresh.get(analyte, []) + ctx.stale.get(analyte, [])
         if not any(r.effective >= lookback for r in seen):
             suggestions.append(suggestion(rule, key))
+    texts = rule.params["texts"]
     evidence: list[Evidence] = []
     lines: list[str] = []
     for analyte in missing:
@@ -37,23 +103,30 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
             for result in ctx.stale.get(key, [])[:1]:
                 evidence.append(lab_evidence(ctx.kb.analytes[key].display, result))
                 lines.append(
-                    f"- {ctx.kb.analytes[key].display} {fmt(result.reported_value)} "
-                    f"{result.reported_unit} on {day(result.effective)} is older than "
-                    f"{ctx.policy.days('freshness_days')} days (stale: not judged)."
+                    texts["stale"].format(
+                        analyte=ctx.kb.analytes[key].display,
+                        value=fmt(result.reported_value),
+                        unit=result.reported_unit,
+                        date=day(result.effective),
+                        days=ctx.policy.days("freshness_days"),
+                    )
                 )
             for unusable in ctx.facts.unusable_labs:
                 if unusable.analyte == key:
                     lines.append(
-                        f"- {md(unusable.text)} on {day(unusable.effective)} "
-                        f"({unusable.reference or 'no id'}) could not be used: "
-                        f"{md(unusable.reason)}."
+                        texts["unusable"].format(
+                            text=md(unusable.text),
+                            date=day(unusable.effective),
+                            reference=unusable.reference or texts["no_reference"],
+                            reason=md(unusable.reason),
+                        )
                     )
     names = [analyte_word(a) for a in missing]
     values = {
         "missing": join_words(names),
         "freshness_days": ctx.policy.days("freshness_days"),
     }
-    extra = ("**Older or unusable results**\n\n" + "\n".join(lines)) if lines else ""
+    extra = texts["older_results"].format(lines="\n".join(lines)) if lines else ""
     return [
         make_finding(
             ctx,
@@ -69,7 +142,24 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
 
 
 
-@evaluator("low_analyte")
+LOW_FILLS = (
+    "value", "unit", "date", "limit", "limit_source", "measure", "measure_title", "calculation"
+)
+
+
+class LowAnalyteParams(Params):
+    analyte = fields.String(required=True, validate=validate.OneOf(("potassium", "magnesium")))
+    low = Ref("thresholds", required=True)
+    critical = Ref("thresholds", required=True)
+    critical_note = Template(load_default="")  # added to the detail of a critical card
+
+
+@evaluator(
+    "low_analyte",
+    params=LowAnalyteParams,
+    fills=LOW_FILLS,
+    indicators=("warning", "critical"),
+)
 def low_analyte(ctx: Context, rule: Rule) -> list[Finding]:
     """R3 (potassium) and R4 (magnesium): the latest fresh value below its limit."""
     if not ctx.labs_available:
@@ -82,7 +172,9 @@ def low_analyte(ctx: Context, rule: Rule) -> list[Finding]:
     return [_low_finding(ctx, rule, judged)]
 
 
-def _low_finding(ctx: Context, rule: Rule, judged: Judgement, **extra: object) -> Finding:
+def _low_finding(
+    ctx: Context, rule: Rule, judged: Judgement, extra_orders: Iterable[str] = ()
+) -> Finding:
     result = judged.result
     indicator = Indicator.CRITICAL if judged.critical else Indicator.WARNING
     # Show the lab's own value and unit; a derived value (corrected calcium) in canonical units.
@@ -98,7 +190,6 @@ def _low_finding(ctx: Context, rule: Rule, judged: Judgement, **extra: object) -
         "measure": judged.label,
         "measure_title": judged.label.capitalize(),
         "calculation": judged.calculation,
-        **extra,
     }
     note = rule.params.get("critical_note", "") if judged.critical else ""
     return make_finding(
@@ -107,7 +198,7 @@ def _low_finding(ctx: Context, rule: Rule, judged: Judgement, **extra: object) -
         indicator,
         values,
         evidence=judged.evidence,
-        suggestions=_suggestions_for_low(ctx, rule, judged),
+        suggestions=_suggestions_for_low(rule, extra_orders),
         reasons=judged.reasons,
         extra_detail=note,
     )
@@ -120,58 +211,88 @@ def _limit_in(judged: Judgement, unit: str, result: LabResult) -> float:
     return judged.limit * (result.reported_value / result.value)
 
 
-def _suggestions_for_low(ctx: Context, rule: Rule, judged: Judgement) -> list[Suggestion]:
+def _suggestions_for_low(rule: Rule, extra_orders: Iterable[str] = ()) -> list[Suggestion]:
     out = []
     for template in rule.suggestions:
-        orders = list(template.orders)
-        if rule.evaluator == "low_calcium" and judged.analyte != "calcium_ionized":
-            orders.append("lab-calcium-ionized")  # R5: only total calcium is known
-        out.append(Suggestion(template.key, template.label, tuple(orders), template.recommended))
+        orders = (*template.orders, *extra_orders)
+        out.append(Suggestion(template.key, template.label, orders, template.recommended))
     return out
 
 
-@evaluator("low_calcium")
+class LowCalciumParams(CalciumLimitsParams):
+    critical_note = Template(load_default="")
+    # added to every suggestion when the calcium judged was not an ionized one
+    orders_unless_ionized = fields.List(Ref("orders"), load_default=list)
+
+
+@evaluator(
+    "low_calcium",
+    params=LowCalciumParams,
+    fills=LOW_FILLS,
+    indicators=("warning", "critical"),
+)
 def low_calcium(ctx: Context, rule: Rule) -> list[Finding]:
     """R5: ionized calcium if fresh, else albumin-corrected total calcium."""
     if not ctx.labs_available:
         return []
-    judged = ctx.calcium()
+    judged = ctx.calcium(CalciumLimits.of(rule.params))
     if judged is None or not judged.low:
         return []
-    return [_low_finding(ctx, rule, judged)]
+    extra = rule.params["orders_unless_ionized"] if judged.analyte != "calcium_ionized" else ()
+    return [_low_finding(ctx, rule, judged, extra)]
 
 
-@evaluator("hypoparathyroidism")
+CALCIUM_LINE = ("measure", "value", "unit", "date", "limit_source")
+
+
+class HypoparathyroidismTexts(Params):
+    low = Template(fills=CALCIUM_LINE, required=True)  # {calcium_line} for a low calcium
+    normal = Template(fills=CALCIUM_LINE, required=True)
+    missing = Template(fills=("days",), required=True)
+    status_low = Template(fills=("value", "unit", "date"), required=True)  # {calcium_status}
+    status_missing = Template(required=True)
+
+
+class HypoparathyroidismParams(CalciumLimitsParams):
+    texts = fields.Nested(HypoparathyroidismTexts, required=True)
+
+
+@evaluator(
+    "hypoparathyroidism",
+    params=HypoparathyroidismParams,
+    fills=("conditions", "calcium_line", "value", "unit", "date", "calcium_status"),
+    indicators=("info", "warning"),
+)
 def hypoparathyroidism(ctx: Context, rule: Rule) -> list[Finding]:
     """R6: known hypoparathyroidism; warning unless a fresh calcium is normal."""
     conditions = ctx.facts.hypoparathyroidism
     if not conditions or not ctx.labs_available:
         return []
-    judged = ctx.calcium()
+    judged = ctx.calcium(CalciumLimits.of(rule.params))
+    texts = rule.params["texts"]
     names = join_words(sorted({md(c.text) for c in conditions}))
     evidence = [Evidence("Condition", md(c.text), None, c.reference) for c in conditions]
     reasons = [c.reference for c in conditions if c.reference]
     if judged is not None:
         evidence.extend(judged.evidence)
         reasons.extend(judged.reasons)
-        line = (
-            f"{judged.label} {fmt(judged.value)} {judged.unit} on {day(judged.result.effective)} "
-            f"({'below' if judged.low else 'within'} {judged.limit_source})."
+        shown = {
+            "value": fmt(judged.value),
+            "unit": judged.unit,
+            "date": day(judged.result.effective),
+        }
+        line = texts["low" if judged.low else "normal"].format(
+            measure=judged.label, limit_source=judged.limit_source, **shown
         )
     else:
-        line = f"no usable result from the last {ctx.policy.days('freshness_days')} days."
-    values = {
-        "conditions": names,
-        "calcium_line": line,
-        "value": fmt(judged.value) if judged else "",
-        "unit": judged.unit if judged else "",
-        "date": day(judged.result.effective) if judged else "",
-        "calcium_status": (
-            f"calcium is low ({fmt(judged.value)} {judged.unit}, {day(judged.result.effective)})"
-            if judged and judged.low
-            else "no recent calcium result, check it now"
-        ),
-    }
+        shown = {"value": "", "unit": "", "date": ""}
+        line = texts["missing"].format(days=ctx.policy.days("freshness_days"))
+    status = (
+        texts["status_low"].format(**shown)
+        if judged and judged.low
+        else texts["status_missing"].format()
+    )
+    values = {"conditions": names, "calcium_line": line, "calcium_status": status, **shown}
     indicator = Indicator.INFO if judged is not None and not judged.low else Indicator.WARNING
     return [
         make_finding(

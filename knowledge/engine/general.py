@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from marshmallow import fields, validate
+
 from knowledge.engine.core import complaint_evidence, evaluator, make_finding
+from knowledge.engine.fields import Params
 from knowledge.engine.labs import Context
 from knowledge.engine.text import join_words, md
 from knowledge.kb import Rule
 from knowledge.model import DataState, Finding, Indicator
 
 
-@evaluator("lifestyle")
+class LifestyleParams(Params):
+    pass
+
+
+@evaluator("lifestyle", params=LifestyleParams, indicators=("info",))
 def lifestyle(ctx: Context, rule: Rule) -> list[Finding]:
     """R1; suppression by R9, R10 and critical cards is applied afterwards (`suppressed_by`)."""
     if not (ctx.labs_available and ctx.meds_available):
@@ -32,7 +39,25 @@ def lifestyle(ctx: Context, rule: Rule) -> list[Finding]:
 
 
 
-@evaluator("data_unavailable")
+AREAS = ("conditions", "labs", "medications", "patient")
+
+
+class DataUnavailableParams(Params):
+    # data area -> how a card names it
+    areas = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(AREAS)),
+        values=fields.String(validate=validate.Length(min=1)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+
+
+@evaluator(
+    "data_unavailable",
+    params=DataUnavailableParams,
+    fills=("areas", "problems"),
+    indicators=("info",),
+)
 def data_unavailable(ctx: Context, rule: Rule) -> list[Finding]:
     """D1: say plainly which data could not be retrieved (never read as absent)."""
     labels: dict[str, str] = rule.params["areas"]

@@ -2,15 +2,19 @@
 
 Results are split into fresh and stale (P4), newest first (P5); a value is judged against
 the lab's own reference range, else the default limit of the policy (§1.3). Calcium is
-judged once per evaluation: ionized if fresh, else the reported corrected calcium, else the
-total corrected for a paired albumin.
+judged once per evaluation and set of limits: ionized if fresh, else the reported corrected
+calcium, else the total corrected for a paired albumin (the correction is in rules.yaml).
+The words the judgement writes into cards are the shared `texts` of rules.yaml.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
+from knowledge.engine.fields import Params, Ref
 from knowledge.engine.text import day, fmt, md
 from knowledge.kb import KnowledgeBase
 from knowledge.model import DataIssue, DataState, Evidence, LabResult, PatientFacts
@@ -37,6 +41,39 @@ class Judgement:
     reasons: tuple[str, ...] = ()
 
 
+class LowLimits(Params):
+    """The thresholds one analyte is judged against."""
+
+    low = Ref("thresholds", required=True)
+    critical = Ref("thresholds", required=True)
+
+
+class CalciumLimitsParams(Params):
+    ionized_low = Ref("thresholds", required=True)
+    ionized_critical = Ref("thresholds", required=True)
+    corrected_low = Ref("thresholds", required=True)
+    corrected_critical = Ref("thresholds", required=True)
+
+
+@dataclass(frozen=True)
+class CalciumLimits:
+    """The thresholds calcium is judged against: ionized, and corrected (or total)."""
+
+    ionized_low: str
+    ionized_critical: str
+    corrected_low: str
+    corrected_critical: str
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> CalciumLimits:
+        return cls(
+            params["ionized_low"],
+            params["ionized_critical"],
+            params["corrected_low"],
+            params["corrected_critical"],
+        )
+
+
 class Context:
     """One evaluation: facts, policy and the lab picture every rule shares."""
 
@@ -58,7 +95,7 @@ class Context:
             # P5: newest first; on equal timestamps amended/corrected beat final.
             results.sort(key=lambda r: (r.effective, _STATUS_RANK.get(r.status, 0)), reverse=True)
         self.pediatric = facts.age_years is not None and facts.age_years < policy["adult_age_years"]
-        self._calcium: Judgement | None | bool = False  # False: not computed yet
+        self._calcium: dict[CalciumLimits, Judgement | None] = {}
 
     def latest(self, analyte: str) -> LabResult | None:
         results = self.fresh.get(analyte)
@@ -77,11 +114,11 @@ class Context:
         self, result: LabResult, value: float, low_name: str, critical_name: str, label: str
     ) -> Judgement | None:
         if result.reference_low is not None:
-            limit, source = result.reference_low, "the lab's reference range"
+            limit, source = result.reference_low, self.kb.texts["reference_range"]
         elif self.pediatric and not analyte_judged_by_default_in_children(result.analyte):
             return None  # §1.3: no adult default for a child's calcium; said in the detail
         else:
-            limit, source = self.policy[low_name], "the default lower limit"
+            limit, source = self.policy[low_name], self.kb.texts["default_limit"]
         return Judgement(
             analyte=result.analyte,
             label=label,
@@ -96,21 +133,25 @@ class Context:
             reasons=tuple(r for r in (result.reference,) if r),
         )
 
-    def calcium(self) -> Judgement | None:
-        """R5's calcium: fresh ionized wins; else total corrected for a paired albumin."""
-        if self._calcium is False:
-            self._calcium = self._judge_calcium()
-        return self._calcium  # type: ignore[return-value]
+    def calcium(self, limits: CalciumLimits) -> Judgement | None:
+        """Calcium: fresh ionized wins; else total corrected for a paired albumin.
 
-    def _judge_calcium(self) -> Judgement | None:
+        Judged once per set of limits, so a calcium that cannot be judged is said once.
+        """
+        if limits not in self._calcium:
+            self._calcium[limits] = self._judge_calcium(limits)
+        return self._calcium[limits]
+
+    def _judge_calcium(self, limits: CalciumLimits) -> Judgement | None:
+        texts = self.kb.texts
         ionized = self.latest("calcium_ionized")
         if ionized is not None:
             judged = self._judge(
                 ionized,
                 ionized.value,
-                "calcium_ionized_low",
-                "calcium_ionized_critical_low",
-                "ionized calcium",
+                limits.ionized_low,
+                limits.ionized_critical,
+                texts["ionized_calcium"],
             )
             if judged is None:
                 self._not_assessable(ionized)
@@ -121,9 +162,9 @@ class Context:
             judged = self._judge(
                 reported,
                 reported.value,
-                "calcium_corrected_low",
-                "calcium_corrected_critical_low",
-                "corrected calcium",
+                limits.corrected_low,
+                limits.corrected_critical,
+                texts["corrected_calcium"],
             )
             if judged is None:
                 self._not_assessable(reported)
@@ -135,34 +176,35 @@ class Context:
             judged = self._judge(
                 total,
                 total.value,
-                "calcium_corrected_low",
-                "calcium_corrected_critical_low",
-                "total calcium",
+                limits.corrected_low,
+                limits.corrected_critical,
+                texts["total_calcium"],
             )
             if judged is not None:
-                judged.calculation = (
-                    "No albumin within "
-                    f"{self.policy.days('albumin_pairing_days')} days of this calcium: the "
-                    "uncorrected total calcium was judged."
+                judged.calculation = texts["no_albumin"].format(
+                    days=self.policy.days("albumin_pairing_days")
                 )
         else:
-            corrected = total.value + 0.8 * (4.0 - albumin.value)
+            correction = self.kb.calcium_correction
+            corrected = total.value + correction.factor * (
+                correction.albumin_reference - albumin.value
+            )
             judged = self._judge(
                 total,
                 corrected,
-                "calcium_corrected_low",
-                "calcium_corrected_critical_low",
-                "corrected calcium",
+                limits.corrected_low,
+                limits.corrected_critical,
+                texts["corrected_calcium"],
             )
             if judged is not None:
-                judged.evidence.append(lab_evidence("Albumin", albumin))
+                judged.evidence.append(lab_evidence(self.kb.analytes["albumin"].display, albumin))
                 judged.reasons += tuple(r for r in (albumin.reference,) if r)
-                judged.calculation = (
-                    "Corrected calcium = total calcium + 0.8 × (4.0 − albumin) = "
-                    f"{fmt(total.value)} + 0.8 × (4.0 − {fmt(albumin.value)}) = "
-                    f"**{fmt(corrected)} mg/dL** "
-                    "(formula in mg/dL and g/dL; unreliable in critical illness, kidney disease "
-                    "and very low albumin — an ionized calcium is better there)."
+                judged.calculation = texts["corrected_calcium_formula"].format(
+                    factor=correction.factor,
+                    albumin_reference=correction.albumin_reference,
+                    total=fmt(total.value),
+                    albumin=fmt(albumin.value),
+                    corrected=fmt(corrected),
                 )
         if judged is None:
             self._not_assessable(total)
@@ -178,15 +220,13 @@ class Context:
         return min(candidates, key=lambda a: abs(a.effective - calcium.effective), default=None)
 
     def _not_assessable(self, result: LabResult) -> None:
-        self.issues.append(
-            DataIssue(
-                "labs",
-                f"Calcium {fmt(result.reported_value)} {result.reported_unit} on "
-                f"{day(result.effective)} was not judged: the patient is under "
-                f"{int(self.policy['adult_age_years'])} and the lab gave no reference range.",
-                result.reference,
-            )
+        message = self.kb.texts["calcium_not_judged"].format(
+            value=fmt(result.reported_value),
+            unit=result.reported_unit,
+            date=day(result.effective),
+            adult_age=int(self.policy["adult_age_years"]),
         )
+        self.issues.append(DataIssue("labs", message, result.reference))
 
 
 # §1.3 states each default limit in every unit, rounded: Mg < 0.70 mmol/L = < 1.70 mg/dL,
@@ -236,18 +276,14 @@ def lab_evidence(label: str, result: LabResult) -> Evidence:
     )
 
 
-_LOW_LIMITS = {
-    "potassium": ("potassium_low", "potassium_critical_low"),
-    "magnesium": ("magnesium_low", "magnesium_critical_low"),
-}
-
-
-def electrolyte_judgement(ctx: Context, analyte: str) -> Judgement | None:
+def electrolyte_judgement(
+    ctx: Context, analyte: str, limits: Mapping[str, Any], calcium: CalciumLimits | None
+) -> Judgement | None:
     """The latest fresh potassium, magnesium or calcium judged as patient-view judges it."""
     if analyte == "calcium":
-        return ctx.calcium()
-    names = _LOW_LIMITS.get(analyte)
-    return ctx.judge(analyte, *names, analyte) if names else None
+        return ctx.calcium(calcium) if calcium is not None else None
+    named = limits.get(analyte)
+    return ctx.judge(analyte, named["low"], named["critical"], analyte) if named else None
 
 
 def members(analyte: str) -> tuple[str, ...]:

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from marshmallow import fields, validate
+
 from knowledge.engine.core import complaint_evidence, evaluator, make_finding
+from knowledge.engine.fields import Params, Ref, Template
 from knowledge.engine.labs import (
+    CalciumLimits,
+    CalciumLimitsParams,
     Context,
     Judgement,
+    LowLimits,
     analyte_word,
     electrolyte_judgement,
     members,
@@ -26,32 +32,88 @@ from knowledge.model import (
     Suggestion,
 )
 
+DRAFT_FILLS = (
+    "drug", "drug_class", "drug_class_title", "record_text", "draft", "electrolytes", "why",
+    "why_lines",
+)
+MEDICATION_FILLS = ("drug", "drug_class", "drug_class_title", "record_text", "start")
 
-@evaluator("medication_class")
-def medication_class(ctx: Context, rule: Rule) -> list[Finding]:
-    """R7 (seed classes) and R8 (electrolyte-depleting): one card per ingredient slug."""
+
+class SuspectMedicationTexts(Params):
+    unknown_start = Template(required=True)  # {start} when the record has no start date
+    no_start = Template(required=True)  # {timing} when the record has no start date
+    recent = Template(fills=("days", "window"), required=True)  # within the window
+    recent_no_onset = Template(fills=("days", "window"), required=True)
+    after = Template(fills=("days",), required=True)  # started after the twitching began
+    before = Template(fills=("days",), required=True)
+
+
+class SuspectMedicationParams(Params):
+    recent = Ref("thresholds", required=True)  # a drug started within it is a likely cause
+    texts = fields.Nested(SuspectMedicationTexts, required=True)
+
+
+@evaluator(
+    "suspect_medication",
+    params=SuspectMedicationParams,
+    fills=(*MEDICATION_FILLS, "days_before", "timing"),
+    indicators=("info", "warning"),
+)
+def suspect_medication(ctx: Context, rule: Rule) -> list[Finding]:
+    """R7: one card per ingredient of a class that can cause twitching ("seed" classes)."""
     if not ctx.meds_available:
         return []
-    group = rule.params["group"]
-    findings = []
-    for use in sorted(ctx.facts.medications, key=lambda u: u.slug):
-        if use.group != group:
-            continue
-        if group == "seed":
-            findings.append(_seed_medication(ctx, rule, use))
-        else:
-            findings.append(_depleting_medication(ctx, rule, use))
-    return findings
+    return [
+        _seed_medication(ctx, rule, use)
+        for use in sorted(ctx.facts.medications, key=lambda u: u.slug)
+        if use.group == "seed"
+    ]
 
 
-def _medication_values(ctx: Context, use: MedicationUse) -> dict[str, object]:
+class DepletingMedicationTexts(Params):
+    unavailable = Template(fills=("analyte",), required=True)  # lines of {electrolyte_status}
+    missing = Template(fills=("analyte", "days"), required=True)
+    low = Template(fills=("analyte", "value", "unit", "date"), required=True)
+    normal = Template(fills=("analyte", "value", "unit", "date"), required=True)
+    low_finding = Template(fills=("analyte", "value", "unit"), required=True)  # {low_finding}
+    unknown_start = Template(required=True)  # {start} when the record has no start date
+
+
+class DepletingMedicationParams(Params):
+    # electrolyte -> the thresholds it is judged against
+    limits = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(("potassium", "magnesium"))),
+        values=fields.Nested(LowLimits),
+        required=True,
+    )
+    texts = fields.Nested(DepletingMedicationTexts, required=True)
+
+
+@evaluator(
+    "depleting_medication",
+    params=DepletingMedicationParams,
+    fills=(*MEDICATION_FILLS, "electrolytes", "electrolyte_status", "low_finding"),
+    indicators=("info", "warning"),
+)
+def depleting_medication(ctx: Context, rule: Rule) -> list[Finding]:
+    """R8: one card per ingredient of a class that lowers an electrolyte."""
+    if not ctx.meds_available:
+        return []
+    return [
+        _depleting_medication(ctx, rule, use)
+        for use in sorted(ctx.facts.medications, key=lambda u: u.slug)
+        if use.group == "depleting"
+    ]
+
+
+def _medication_values(ctx: Context, use: MedicationUse, unknown_start: str) -> dict[str, object]:
     drug_class = ctx.kb.drug_classes[use.drug_class]
     return {
         "drug": use.ingredient.capitalize(),
         "drug_class": drug_class.label.lower(),
         "drug_class_title": drug_class.label,
         "record_text": md(use.text),
-        "start": day(use.start) if use.start else "on an unknown date",
+        "start": day(use.start) if use.start else unknown_start,
     }
 
 
@@ -73,26 +135,24 @@ def _medication_evidence(use: MedicationUse) -> list[Evidence]:
 
 
 def _seed_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Finding:
-    values = _medication_values(ctx, use)
+    texts = rule.params["texts"]
+    values = _medication_values(ctx, use, texts["unknown_start"])
     onset = ctx.facts.onset
     anchor = onset or ctx.now
     indicator = Indicator.INFO
-    timing = "The start date is not recorded, so its timing against the twitching is unknown."
+    timing = texts["no_start"].format()
     if use.start is not None:
         days_before = (anchor.date() - use.start.date()).days
         values["days_before"] = days_before
         recent = ctx.policy.days(rule.params["recent"])
         if 0 <= days_before <= recent:
             indicator = Indicator.WARNING
-            timing = (
-                f"It was started {days_before} days before the twitching began"
-                if onset
-                else f"It was started {days_before} days ago (the onset is not recorded)"
-            ) + f", within the {recent}-day window in which a new drug is a likely cause."
+            which = "recent" if onset else "recent_no_onset"
+            timing = texts[which].format(days=days_before, window=recent)
         elif days_before < 0:
-            timing = f"It was started {-days_before} days after the twitching began."
+            timing = texts["after"].format(days=-days_before)
         else:
-            timing = f"It was started {days_before} days before the twitching began."
+            timing = texts["before"].format(days=days_before)
     values.setdefault("days_before", "")
     values["timing"] = timing
     evidence = _medication_evidence(use)
@@ -124,7 +184,8 @@ def _medication_finding(
 
 
 def _depleting_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Finding:
-    values = _medication_values(ctx, use)
+    texts = rule.params["texts"]
+    values = _medication_values(ctx, use, texts["unknown_start"])
     depletes = ctx.kb.drug_classes[use.drug_class].depletes
     values["electrolytes"] = " and ".join(analyte_word(a) for a in depletes)
     evidence = _medication_evidence(use)
@@ -132,35 +193,34 @@ def _depleting_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Findi
     lows: list[Judgement] = []
     status: list[str] = []
     for analyte in depletes:
-        names = {
-            "potassium": ("potassium_low", "potassium_critical_low"),
-            "magnesium": ("magnesium_low", "magnesium_critical_low"),
-        }.get(analyte)
-        judged = ctx.judge(analyte, *names, analyte) if names and ctx.labs_available else None
+        title = analyte.capitalize()
+        if not ctx.labs_available:
+            status.append(texts["unavailable"].format(analyte=title))
+            continue
+        judged = electrolyte_judgement(ctx, analyte, rule.params["limits"], None)
         if judged is None:
-            state = (
-                "could not be retrieved"
-                if not ctx.labs_available
-                else (
-                    f"has no usable result from the last {ctx.policy.days('freshness_days')} days "
-                    "(see the electrolyte work-up card)"
-                )
-            )
-            status.append(f"- {analyte.capitalize()} {state}.")
+            days = ctx.policy.days("freshness_days")
+            status.append(texts["missing"].format(analyte=title, days=days))
             continue
         evidence.extend(judged.evidence)
         reasons.extend(judged.reasons)
-        word = "low" if judged.low else "within range"
+        result = judged.result
         status.append(
-            f"- {analyte.capitalize()} {fmt(judged.result.reported_value)} "
-            f"{judged.result.reported_unit} on {day(judged.result.effective)}: {word}."
+            texts["low" if judged.low else "normal"].format(
+                analyte=title,
+                value=fmt(result.reported_value),
+                unit=result.reported_unit,
+                date=day(result.effective),
+            )
         )
         if judged.low:
             lows.append(judged)
     values["electrolyte_status"] = "\n".join(status)
     if lows:
         values["low_finding"] = " and ".join(
-            f"{j.analyte} is low ({fmt(j.result.reported_value)} {j.result.reported_unit})"
+            texts["low_finding"].format(
+                analyte=j.analyte, value=fmt(j.result.reported_value), unit=j.result.reported_unit
+            )
             for j in lows
         )
     indicator = Indicator.WARNING if lows else Indicator.INFO
@@ -168,7 +228,65 @@ def _depleting_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Findi
 
 
 
-@evaluator("draft_medication")
+class ClassReasons(Params):
+    seed = Template(fills=DRAFT_FILLS, required=True)
+    depleting = Template(fills=DRAFT_FILLS, required=True)
+
+
+class DraftMedicationTexts(Params):
+    complaint = Template(fills=("text", "onset"), required=True)  # lines of {why_lines}
+    onset = Template(fills=("date",), required=True)
+    no_onset = Template(required=True)
+    twitching = Template(required=True)  # a reason in {why}
+    seed_effect = Template(required=True)
+    depleting_effect = Template(fills=("electrolytes",), required=True)
+    already_twitches = Template(fills=("effect",), required=True)
+    unavailable = Template(fills=("analyte",), required=True)
+    no_result = Template(fills=("analyte",), required=True)
+    stale = Template(fills=("analyte", "days", "value", "unit", "date"), required=True)
+    low_reason = Template(fills=("analyte", "value", "date"), required=True)  # in {why}
+    low = Template(fills=("analyte", "value", "date", "limit_source"), required=True)
+    normal = Template(fills=("analyte", "value", "date"), required=True)
+
+
+class DraftMedicationParams(Params):
+    # the rules order-select and order-sign also run (R0 applies to them)
+    with_rules = fields.List(Ref("rules"), load_default=list)
+    # rules whose card only orders labs: it goes when the basket holds all of them
+    drop_when_satisfied = fields.List(Ref("rules"), load_default=list)
+    remove_label = fields.String(required=True, validate=validate.Length(min=1))
+    remove_recommended = fields.Boolean(load_default=False)
+    order_label = Template(fills=("electrolyte",), required=True)
+    orders_by_analyte = fields.Dict(
+        keys=Ref("analytes"), values=fields.List(Ref("orders")), load_default=dict
+    )
+    # a lab analyte in the basket stands for these too (an ionized calcium covers total)
+    basket_covers = fields.Dict(
+        keys=Ref("analytes"), values=fields.List(Ref("analytes")), load_default=dict
+    )
+    # panel LOINC code -> the analytes it measures
+    panels = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^\d{1,7}-\d$", error="not a LOINC code")),
+        values=fields.List(Ref("analytes")),
+        load_default=dict,
+    )
+    class_reasons = fields.Nested(ClassReasons, required=True)
+    # electrolyte -> the thresholds it is judged against; calcium by `calcium`, if given
+    limits = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(("potassium", "magnesium"))),
+        values=fields.Nested(LowLimits),
+        required=True,
+    )
+    calcium = fields.Nested(CalciumLimitsParams, load_default=None)
+    texts = fields.Nested(DraftMedicationTexts, required=True)
+
+
+@evaluator(
+    "draft_medication",
+    params=DraftMedicationParams,
+    fills=(*DRAFT_FILLS, "class_reason"),
+    indicators=("warning",),
+)
 def draft_medication(ctx: Context, rule: Rule) -> list[Finding]:
     """O1: one card per draft of a seed-class or electrolyte-depleting drug that matters here.
 
@@ -191,48 +309,59 @@ def _draft_finding(ctx: Context, rule: Rule, draft: DraftMedication) -> Finding 
         "product-code": "RxNorm product code",
         "text": "matched by name",
     }[draft.matched_by]
+    texts = params["texts"]
     evidence = [Evidence("Draft order", md(draft.text), None, draft.reference, matched)]
     reasons: list[str] = []
     why: list[str] = []
     lines: list[str] = []
     for complaint in ctx.facts.complaints:
-        onset = f"onset {day(complaint.onset)}" if complaint.onset else "onset not recorded"
-        lines.append(f"- Active complaint: {md(complaint.text)} ({onset}).")
+        onset = (
+            texts["onset"].format(date=day(complaint.onset))
+            if complaint.onset
+            else texts["no_onset"].format()
+        )
+        lines.append(texts["complaint"].format(text=md(complaint.text), onset=onset))
         evidence.append(complaint_evidence(complaint))
         reasons.extend(r for r in (complaint.reference,) if r)
     if ctx.facts.complaints:
-        why.append("lip twitching")
+        why.append(texts["twitching"].format())
         effect = (
-            "a drug that can cause twitching may be behind it or make it worse"
+            texts["seed_effect"].format()
             if draft.group == "seed"
-            else "a drug that lowers "
-            + " and ".join(map(analyte_word, drug_class.depletes))
-            + " can make it worse"
+            else texts["depleting_effect"].format(
+                electrolytes=" and ".join(map(analyte_word, drug_class.depletes))
+            )
         )
-        lines.append(f"- The patient already twitches: {effect}.")
+        lines.append(texts["already_twitches"].format(effect=effect))
+    calcium = CalciumLimits.of(params["calcium"]) if params["calcium"] else None
     missing: list[str] = []
     for analyte in drug_class.depletes:
         word = analyte_word(analyte)
         if not ctx.labs_available:
-            lines.append(f"- {word.capitalize()} could not be retrieved: its level is unknown.")
+            lines.append(texts["unavailable"].format(analyte=word.capitalize()))
             continue
-        judged = electrolyte_judgement(ctx, analyte)
+        judged = electrolyte_judgement(ctx, analyte, params["limits"], calcium)
         if judged is None:
             missing.append(analyte)
-            lines.append(_no_fresh_line(ctx, analyte))
+            lines.append(_no_fresh_line(ctx, texts, analyte))
             continue
         result = judged.result
         evidence.extend(judged.evidence)
         reasons.extend(judged.reasons)
         shown = f"{fmt(result.reported_value)} {result.reported_unit}"
+        when = day(result.effective)
         if judged.low:
-            why.append(f"low {word} ({shown}, {day(result.effective)})")
+            why.append(texts["low_reason"].format(analyte=word, value=shown, date=when))
             lines.append(
-                f"- {word.capitalize()} **{shown}** on {day(result.effective)} is below "
-                f"{judged.limit_source}: this drug can lower it further."
+                texts["low"].format(
+                    analyte=word.capitalize(),
+                    value=shown,
+                    date=when,
+                    limit_source=judged.limit_source,
+                )
             )
         else:
-            lines.append(f"- {word.capitalize()} {shown} on {day(result.effective)}: within range.")
+            lines.append(texts["normal"].format(analyte=word.capitalize(), value=shown, date=when))
     if not why:
         return None  # no complaint and nothing low that this drug lowers: no card
     electrolytes = " and ".join(analyte_word(a) for a in drug_class.depletes)
@@ -279,14 +408,16 @@ def _draft_finding(ctx: Context, rule: Rule, draft: DraftMedication) -> Finding 
     return finding
 
 
-def _no_fresh_line(ctx: Context, analyte: str) -> str:
-    days = ctx.policy.days("freshness_days")
+def _no_fresh_line(ctx: Context, texts: Mapping[str, str], analyte: str) -> str:
     stale = [r for key in members(analyte) for r in ctx.stale.get(key, [])[:1]]
     if not stale:
-        return f"- No {analyte_word(analyte)} result in the record: worth checking."
+        return texts["no_result"].format(analyte=analyte_word(analyte))
     last = max(stale, key=lambda r: r.effective)
-    return (
-        f"- No {analyte_word(analyte)} result from the last {days} days; the last, "
-        f"{fmt(last.reported_value)} {last.reported_unit} on {day(last.effective)}, is stale."
+    return texts["stale"].format(
+        analyte=analyte_word(analyte),
+        days=ctx.policy.days("freshness_days"),
+        value=fmt(last.reported_value),
+        unit=last.reported_unit,
+        date=day(last.effective),
     )
 

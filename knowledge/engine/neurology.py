@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+from marshmallow import fields
+
 from knowledge.engine.core import evaluator, make_finding, suggestion
+from knowledge.engine.fields import Params, Ref
 from knowledge.engine.labs import Context
 from knowledge.engine.text import day, join_words, md
 from knowledge.kb import Rule
@@ -13,7 +16,18 @@ from knowledge.model import Evidence, Finding, Indicator, RedFlag
 _UNILATERAL = re.compile(r"\b(left|right|unilateral|one side|one-sided)\b", re.I)
 
 
-@evaluator("red_flags")
+class RedFlagsParams(Params):
+    persistence = Ref("thresholds", required=True)  # days after which twitching is persistent
+    critical_note = fields.String(load_default="")  # added to the detail of a critical card
+
+
+@evaluator(
+    "red_flags",
+    params=RedFlagsParams,
+    fills=("triggers", "trigger_list"),
+    indicators=("warning", "critical"),
+    suggestions=("neurology-referral", "nerve-conduction-study", "mri-brain"),
+)
 def red_flags(ctx: Context, rule: Rule) -> list[Finding]:
     """R9: every red flag in one card, at the highest severity among them."""
     flags = list(ctx.facts.red_flags)
@@ -81,7 +95,17 @@ def red_flags(ctx: Context, rule: Rule) -> list[Finding]:
     ]
 
 
-@evaluator("known_conditions")
+class KnownConditionsParams(Params):
+    # known-condition id -> a sentence on what it means for the twitching
+    notes = fields.Dict(keys=Ref("known conditions"), values=fields.String(), load_default=dict)
+
+
+@evaluator(
+    "known_conditions",
+    params=KnownConditionsParams,
+    fills=("conditions", "condition_notes"),
+    indicators=("info",),
+)
 def known_conditions(ctx: Context, rule: Rule) -> list[Finding]:
     """R10: one info card listing the known neurologic conditions."""
     known = ctx.facts.known_conditions
