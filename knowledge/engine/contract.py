@@ -89,10 +89,13 @@ def _flatten(messages: Any, path: tuple[str, ...] = ()) -> list[tuple[str, str]]
     if isinstance(messages, dict):
         pairs: list[tuple[str, str]] = []
         for key, value in messages.items():
-            segment = () if key == "_schema" else (str(key),)
-            if segment == ("value",) and path:
-                segment = ()  # fields.Dict reports "<entry>.value": the entry names it
-            pairs.extend(_flatten(value, (*path, *segment)))
+            if key == "_schema" or (key == "value" and path):
+                # fields.Dict reports "<entry>.value": the entry names the field well enough
+                pairs.extend(_flatten(value, path))
+            elif isinstance(key, int) and path:
+                pairs.extend(_flatten(value, (*path[:-1], f"{path[-1]}[{key}]")))
+            else:
+                pairs.extend(_flatten(value, (*path, str(key))))
         return pairs
     if isinstance(messages, list):
         out: list[tuple[str, str]] = []
