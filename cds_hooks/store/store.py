@@ -11,18 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     and_,
     case,
-    create_engine,
-    event,
     func,
     literal_column,
     select,
@@ -30,10 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import StaticPool
 
 from cds_hooks.store import migrate
+from cds_hooks.store.engine import EngineLimits, make_engine, operation_budget
 from cds_hooks.store.models import Feedback, IssuedCard, IssuedSuggestion
 
 log = logging.getLogger("lipcds.store")
@@ -51,6 +47,11 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database could not be reached or did not answer in time; nothing was written."""
+
+
+class RecordRejected(StoreError):
+    """The database refuses a record's values (too long, characters it cannot hold);
+    retrying cannot help. Nothing was written."""
 
 
 class UnknownCard(StoreError):
@@ -96,56 +97,6 @@ class ReportRow:
     reasons: dict[str, int] = field(default_factory=dict)  # override reason -> cards
 
 
-def make_engine(database_url: str, *, connect_timeout: float = 3.0) -> Engine:
-    """An engine tuned for the store: pre-ping, short connect timeouts, SQLite in WAL mode."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(database_url)
-    connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = max(1, int(connect_timeout))
-    return create_engine(
-        database_url,
-        pool_pre_ping=True,  # a connection the server dropped is replaced, not used
-        pool_size=5,
-        max_overflow=5,
-        pool_timeout=connect_timeout,
-        pool_recycle=1800,
-        connect_args=connect_args,
-    )
-
-
-def _sqlite_engine(database_url: str) -> Engine:
-    url = make_url(database_url)
-    in_memory = url.database in (None, "", ":memory:")
-    engine = create_engine(
-        database_url,
-        # Several processes write the same file: wait for the lock instead of failing.
-        connect_args={"timeout": 30, "check_same_thread": False},
-        poolclass=StaticPool if in_memory else None,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, issue BEGIN (see _on_begin).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough under WAL
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # Take the write lock up front. A deferred transaction that reads and then writes
-        # fails at once with SQLITE_BUSY when another process wrote in between, and the
-        # busy timeout does not help then.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 def _insert(connection: Connection, table: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING, in the connection's dialect."""
     name = connection.dialect.name
@@ -169,14 +120,20 @@ class Store:
         self,
         database_url: str,
         *,
-        connect_timeout: float = 3.0,
+        limits: EngineLimits | None = None,
         cooldown_seconds: float = 5.0,
         clock: Any = None,
     ):
-        self.engine = make_engine(database_url, connect_timeout=connect_timeout)
+        self.limits = limits or EngineLimits()
+        self.engine = make_engine(database_url, self.limits)
         self.cooldown_seconds = cooldown_seconds
         self._clock = clock or (lambda: datetime.now(UTC))
         self._down_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        """False while the store fails fast after the database was found unreachable."""
+        return time.monotonic() >= self._down_until
 
     @property
     def dialect(self) -> str:
@@ -191,12 +148,24 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One transaction; connection failures become StoreUnavailable."""
+    def _transaction(
+        self, budget: float | None = None, *, unbounded: bool = False
+    ) -> Iterator[Connection]:
+        """One transaction; connection failures become StoreUnavailable.
+
+        `budget`: seconds the whole transaction may take, instead of the engine's
+        operation timeout; `unbounded`: no client-side bound at all.
+        """
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("the database was unreachable moments ago; not retrying yet")
+        if unbounded:
+            bound: AbstractContextManager[None] = operation_budget(None)
+        elif budget is not None:
+            bound = operation_budget(budget)
+        else:
+            bound = nullcontext()
         try:
-            with self.engine.begin() as connection:
+            with bound, self.engine.begin() as connection:
                 yield connection
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
             self._down_until = time.monotonic() + self.cooldown_seconds
@@ -207,8 +176,18 @@ class Store:
     # -- schema ---------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Run the Alembic migrations up to `revision`."""
-        migrate.upgrade(self.engine, revision)
+        """Run the Alembic migrations up to `revision`, without the statement bounds."""
+        if self.dialect == "sqlite":
+            # Same engine: an in-memory database exists only on its own connection.
+            with operation_budget(None):
+                migrate.upgrade(self.engine, revision)
+            return
+        url = self.engine.url.render_as_string(hide_password=False)
+        engine = make_engine(url, self.limits.unbounded())
+        try:
+            migrate.upgrade(engine, revision)
+        finally:
+            engine.dispose()
 
     def schema_is_current(self) -> bool:
         return migrate.current_revision(self.engine) == migrate.head_revision()
@@ -234,42 +213,69 @@ class Store:
         shadow: bool = False,
         encounter_id: str | None = None,
     ) -> int:
-        """Record the cards of one hook response; returns how many were new.
+        """Record the cards of one hook response now; returns how many were new.
 
         A card uuid already recorded for this service (the EHR re-sent the same
         hookInstance) keeps its first record. Cards without a uuid cannot receive
         feedback and are not recorded.
         """
-        rows = [_card_row(card) for card in cards if card.get("uuid")]
-        if not rows:
+        record = CardRecord.of_response(
+            service_id=service_id,
+            hook=hook,
+            hook_instance=hook_instance,
+            cards=cards,
+            issued_at=issued_at,
+            patient_hash=patient_hash,
+            issuer=issuer,
+            tenant=tenant,
+            shadow=shadow,
+            encounter_id=encounter_id,
+        )
+        return self.record_batch([record]) if record.cards else 0
+
+    def record_batch(self, records: Sequence[CardRecord], *, budget: float | None = None) -> int:
+        """Write the records of many hook responses in one transaction; returns how many
+        cards were new. Writing a record twice is harmless (the first one stays).
+
+        Raises StoreUnavailable (the database is away or too slow; retry later) or
+        RecordRejected (the database refuses the values); either way nothing was written.
+        """
+        card_rows = []
+        suggestions: dict[tuple[str, str], list[str]] = {}
+        for record in records:
+            common = record.common_values()
+            for card in record.cards:
+                card_rows.append({**common, **card.columns()})
+                if card.suggestions:
+                    suggestions[(record.service_id, card.card_uuid)] = list(card.suggestions)
+        if not card_rows:
             return 0
-        issued_at = _utc(issued_at)
-        recorded = 0
-        with self._transaction() as connection:
-            for row, suggestion_uuids in rows:
-                values = {
-                    **row,
-                    "service_id": service_id,
-                    "hook": hook,
-                    "hook_instance": hook_instance,
-                    "patient_hash": patient_hash,
-                    "issuer": issuer,
-                    "tenant": tenant,
-                    "shadow": shadow,
-                    "issued_at": issued_at,
-                    "encounter_id": encounter_id,  # issue #4
-                }
-                stmt = _insert(connection, _cards).values(values).returning(_cards.c.id)
-                card_id = connection.execute(stmt).scalar()
-                if card_id is None:
-                    continue  # already recorded
-                recorded += 1
-                if suggestion_uuids:
-                    connection.execute(
-                        _insert(connection, _suggestions),
-                        [{"card_id": card_id, "suggestion_uuid": u} for u in suggestion_uuids],
-                    )
-        return recorded
+        try:
+            with self._transaction(budget) as connection:
+                inserted = connection.execute(
+                    _insert(connection, _cards).returning(
+                        _cards.c.id, _cards.c.service_id, _cards.c.card_uuid
+                    ),
+                    card_rows,
+                ).all()
+                suggestion_rows = [
+                    {"card_id": card_id, "suggestion_uuid": uuid}
+                    for card_id, service_id, card_uuid in inserted
+                    for uuid in suggestions.get((service_id, card_uuid), ())
+                ]
+                if suggestion_rows:
+                    connection.execute(_insert(connection, _suggestions), suggestion_rows)
+        except (sa_exc.DataError, sa_exc.IntegrityError, sa_exc.StatementError) as exc:
+            if isinstance(exc, sa_exc.DBAPIError) and not isinstance(
+                exc, sa_exc.DataError | sa_exc.IntegrityError
+            ):
+                raise  # ProgrammingError (schema not migrated yet) and the like: retry later
+            raise RecordRejected(
+                f"the database refused the values: {type(getattr(exc, 'orig', exc)).__name__}"
+            ) from exc
+        except (UnicodeError, ValueError) as exc:
+            raise RecordRejected(f"values the database cannot hold: {type(exc).__name__}") from exc
+        return len(inserted)
 
     # -- issue #4: repeats between order-select and order-sign ------------------------
 
@@ -454,6 +460,132 @@ class Store:
         return list(rows.values())
 
 
+@dataclass(frozen=True)
+class RecordedCard:
+    """The columns of one issued card, and its suggestion uuids."""
+
+    card_uuid: str
+    card_kind: str
+    indicator: str
+    rule_id: str | None = None
+    kb_version: str | None = None
+    concerns: str | None = None
+    suggestions: tuple[str, ...] = ()
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "card_uuid": self.card_uuid,
+            "card_kind": self.card_kind,
+            "indicator": self.indicator,
+            "rule_id": self.rule_id,
+            "kb_version": self.kb_version,
+            "concerns": self.concerns,
+        }
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    """What the store keeps of one hook response: the cards that can receive feedback.
+
+    Plain values only, so a record can wait in a spool file (`to_json`, `from_json`) while
+    the database is away.
+    """
+
+    service_id: str
+    hook: str
+    hook_instance: str
+    issued_at: datetime  # aware
+    cards: tuple[RecordedCard, ...]
+    patient_hash: str | None = None
+    issuer: str | None = None
+    tenant: str | None = None
+    shadow: bool = False
+    encounter_id: str | None = None
+
+    @classmethod
+    def of_response(
+        cls,
+        *,
+        service_id: str,
+        hook: str,
+        hook_instance: str,
+        cards: Sequence[Mapping[str, Any]],
+        issued_at: datetime,
+        patient_hash: str | None = None,
+        issuer: str | None = None,
+        tenant: str | None = None,
+        shadow: bool = False,
+        encounter_id: str | None = None,
+    ) -> CardRecord:
+        """The record of one response's cards; cards without a uuid are left out."""
+        return cls(
+            service_id=service_id,
+            hook=hook,
+            hook_instance=hook_instance,
+            issued_at=_utc(issued_at),
+            cards=tuple(_recorded_card(card) for card in cards if card.get("uuid")),
+            patient_hash=patient_hash,
+            issuer=issuer,
+            tenant=tenant,
+            shadow=shadow,
+            encounter_id=encounter_id,
+        )
+
+    @property
+    def card_uuids(self) -> tuple[str, ...]:
+        return tuple(card.card_uuid for card in self.cards)
+
+    def common_values(self) -> dict[str, Any]:
+        return {
+            "service_id": self.service_id,
+            "hook": self.hook,
+            "hook_instance": self.hook_instance,
+            "patient_hash": self.patient_hash,
+            "issuer": self.issuer,
+            "tenant": self.tenant,
+            "shadow": self.shadow,
+            "issued_at": self.issued_at,
+            "encounter_id": self.encounter_id,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        values = self.common_values()
+        values["issued_at"] = self.issued_at.isoformat()
+        values["cards"] = [
+            {**card.columns(), "suggestions": list(card.suggestions)} for card in self.cards
+        ]
+        return values
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CardRecord:
+        """The inverse of `to_json`; ValueError, KeyError or TypeError on a damaged record."""
+        issued_at = datetime.fromisoformat(data["issued_at"])
+        cards = tuple(
+            RecordedCard(
+                card_uuid=str(card["card_uuid"]),
+                card_kind=str(card["card_kind"]),
+                indicator=str(card["indicator"]),
+                rule_id=card.get("rule_id"),
+                kb_version=card.get("kb_version"),
+                concerns=card.get("concerns"),
+                suggestions=tuple(str(u) for u in card.get("suggestions") or ()),
+            )
+            for card in data["cards"]
+        )
+        return cls(
+            service_id=str(data["service_id"]),
+            hook=str(data["hook"]),
+            hook_instance=str(data["hook_instance"]),
+            issued_at=_utc(issued_at),
+            cards=cards,
+            patient_hash=data.get("patient_hash"),
+            issuer=data.get("issuer"),
+            tenant=data.get("tenant"),
+            shadow=bool(data.get("shadow", False)),
+            encounter_id=data.get("encounter_id"),
+        )
+
+
 def _site_filter(site: tuple[str | None, str | None] | None) -> list[Any]:
     if site is None:
         return []
@@ -464,17 +596,16 @@ def _site_filter(site: tuple[str | None, str | None] | None) -> list[Any]:
     ]
 
 
-def _card_row(card: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The columns of one card, and its suggestion uuids."""
+def _recorded_card(card: Mapping[str, Any]) -> RecordedCard:
     topic = (card.get("source") or {}).get("topic") or {}
     evidence = (card.get("extension") or {}).get(EVIDENCE_EXTENSION) or {}
     suggestions = [s["uuid"] for s in card.get("suggestions") or () if s.get("uuid")]
-    row = {
-        "card_uuid": str(card["uuid"]),
-        "card_kind": str(topic.get("code") or "unknown"),
-        "rule_id": evidence.get("ruleId"),
-        "kb_version": evidence.get("knowledgeBaseVersion"),
-        "indicator": str(card.get("indicator") or "info"),
-        "concerns": evidence.get("concerns"),  # issue #4: the draft order a card is about
-    }
-    return row, list(dict.fromkeys(suggestions))
+    return RecordedCard(
+        card_uuid=str(card["uuid"]),
+        card_kind=str(topic.get("code") or "unknown"),
+        indicator=str(card.get("indicator") or "info"),
+        rule_id=evidence.get("ruleId"),
+        kb_version=evidence.get("knowledgeBaseVersion"),
+        concerns=evidence.get("concerns"),  # the draft order a card is about
+        suggestions=tuple(dict.fromkeys(str(u) for u in suggestions)),
+    )
