@@ -1,0 +1,60 @@
+"""Hands the pages what they read from the running service."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask import Flask
+
+from cds_hooks import demo as demos
+from cds_hooks.app import Runtime, runtime
+from cds_hooks.errors import CDSHooksError
+from cds_hooks.pipeline import run_hook
+from cds_hooks.sites import load_site_policies
+from cds_hooks.store import FeedbackItem, StoreError
+from cds_hooks.ui.access import UiAccess
+from cds_hooks.ui.preview import PREVIEW_ISSUER
+from cds_hooks.ui.views import SiteView, UiContext, create_ui_blueprint
+
+
+def access_from_settings(settings: Any) -> UiAccess:
+    enabled = getattr(settings, "ui_pages", None)
+    if enabled is None:
+        enabled = not settings.is_production
+    return UiAccess(enabled=bool(enabled), credential=getattr(settings, "ui_credential", None))
+
+
+def ui_context(rt: Runtime) -> UiContext:
+    sites: list[SiteView] = []
+    if rt.settings.site_policy_file:
+        loaded = load_site_policies(rt.settings.site_policy_file, rt.kb, rt.policy)
+        for site in loaded._sites.values():
+            sites.append(SiteView(site.issuer, site.tenant, None, site.policy,
+                                  site.disabled_rules, site.shadow))
+    # The preview never fetches from a FHIR server: what it shows is what it was given.
+    preview_rt = dataclasses.replace(rt, extras={**rt.extras, "fetcher": None})
+
+    def run(service_id: str, body: Any) -> dict[str, Any]:
+        return run_hook(preview_rt, service_id, body, issuer=PREVIEW_ISSUER, tenant=None)
+
+    return UiContext(
+        kb=rt.kb,
+        policy=rt.policy,
+        run=run,
+        refusal=CDSHooksError,
+        demos=demos,
+        clock=rt.settings.clock,
+        store=rt.extras.get("store"),
+        sites=sites,
+        feedback_item=FeedbackItem,
+        store_errors=(StoreError,),
+    )
+
+
+def install_ui(app: Flask, access: UiAccess | None = None) -> None:
+    rt = runtime(app)
+    context = ui_context(rt)
+    app.register_blueprint(
+        create_ui_blueprint(lambda: context, access or access_from_settings(rt.settings))
+    )
