@@ -7,11 +7,10 @@ from typing import Any
 
 from flask import Flask
 
-from cds_hooks import demo as demos
-from cds_hooks.app import Runtime, runtime
-from cds_hooks.errors import CDSHooksError
-from cds_hooks.pipeline import run_hook
-from cds_hooks.sites import load_site_policies
+from cds_hooks.cli import demo as demos
+from cds_hooks.hooks.pipeline import run_hook
+from cds_hooks.http.errors import CDSHooksError
+from cds_hooks.runtime import Runtime, runtime
 from cds_hooks.store import FeedbackItem, StoreError
 from cds_hooks.ui.access import UiAccess
 from cds_hooks.ui.preview import PREVIEW_ISSUER
@@ -26,14 +25,14 @@ def access_from_settings(settings: Any) -> UiAccess:
 
 
 def ui_context(rt: Runtime) -> UiContext:
-    sites: list[SiteView] = []
-    if rt.settings.site_policy_file:
-        loaded = load_site_policies(rt.settings.site_policy_file, rt.kb, rt.policy)
-        for site in loaded._sites.values():
-            sites.append(SiteView(site.issuer, site.tenant, None, site.policy,
-                                  site.disabled_rules, site.shadow))
+    sites = [
+        SiteView(site.issuer, site.tenant, getattr(site, "name", None), site.policy,
+                 site.disabled_rules, site.shadow)
+        for site in rt.sites._sites.values()
+        if site.issuer
+    ]
     # The preview never fetches from a FHIR server: what it shows is what it was given.
-    preview_rt = dataclasses.replace(rt, extras={**rt.extras, "fetcher": None})
+    preview_rt = dataclasses.replace(rt, fetcher=None)
 
     def run(service_id: str, body: Any) -> dict[str, Any]:
         return run_hook(preview_rt, service_id, body, issuer=PREVIEW_ISSUER, tenant=None)
@@ -45,7 +44,7 @@ def ui_context(rt: Runtime) -> UiContext:
         refusal=CDSHooksError,
         demos=demos,
         clock=rt.settings.clock,
-        store=rt.extras.get("store"),
+        store=rt.store,
         sites=sites,
         feedback_item=FeedbackItem,
         store_errors=(StoreError,),

@@ -148,7 +148,7 @@ def test_malformed_request_is_shown_as_an_error(
 def test_pasted_bundle_runs_like_a_demo(page: Any, live_server: Any) -> None:
     import json
 
-    from cds_hooks.demo import load_demo
+    from cds_hooks.cli.demo import load_demo
 
     page.goto(f"{live_server.url}/ui/")
     page.check("#source-bundle")

@@ -72,13 +72,16 @@ def test_shadow_sites_are_marked(tmp_path: Path) -> None:
     assert "No cards were issued in this period to this site" in page
 
 
-def test_store_unavailable_is_an_error_not_zero(client, app) -> None:
-    from cds_hooks.app import runtime
+def test_store_unavailable_is_an_error_not_zero(tmp_path: Path) -> None:
+    from cds_hooks.app import create_app
+    from cds_hooks.ui.wiring import install_ui
 
-    runtime(app).extras["store"].engine.dispose()
-    store = runtime(app).extras["store"]
-    store._down_until = float("inf")  # the store's own fail-fast state after an outage
-    response = client.get("/ui/governance")
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    app = create_app({"env": "development", "auth_mode": "disabled",
+                      "database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none",
+                      "patient_id_key": "k" * 32})
+    install_ui(app)
+    response = app.test_client().get("/ui/governance")
     assert response.status_code == 503
     assert "unavailable" in response.text
     assert "No cards were issued" not in response.text

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cds_hooks.demo import hook_request, list_demos, load_demo
+from cds_hooks.cli.demo import hook_request, list_demos, load_demo
 from cds_hooks.ui import UiAccess
 from cds_hooks.ui.preview import PreviewProblem, card_view, parse_json, run_preview
 from tests.browser.server import build_app
