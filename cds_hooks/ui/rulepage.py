@@ -31,7 +31,7 @@ _IMPLIED_THRESHOLDS: dict[str, tuple[str, ...]] = {
     "low_analyte": ("freshness_days", "adult_age_years"),
     "low_calcium": ("freshness_days", "albumin_pairing_days", "adult_age_years"),
     "hypoparathyroidism": ("freshness_days", "albumin_pairing_days"),
-    "medication_class": ("freshness_days",),
+    "depleting_medication": ("freshness_days",),
     "draft_medication": ("freshness_days",),
     "red_flags": ("adult_age_years",),
 }
@@ -41,6 +41,7 @@ _ANALYTES_READ: dict[str, tuple[str, ...]] = {
     "hypoparathyroidism": ("calcium_ionized", "calcium_total", "albumin"),
     "draft_medication": ("potassium", "magnesium", "calcium_total", "calcium_ionized"),
 }
+_DRUG_GROUPS = {"suspect_medication": "seed", "depleting_medication": "depleting"}
 _GROUP_WORDS = {"seed": "may cause twitching", "depleting": "lower electrolytes"}
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -325,8 +326,8 @@ def _matches(kb: KnowledgeBase, rule: Rule) -> list[MatchGroup]:
         groups.extend(_concept_group(c, c.label) for c in kb.known_conditions)
     elif rule.evaluator == "hypoparathyroidism":
         groups.append(_concept_group(kb.hypoparathyroidism, kb.hypoparathyroidism.label))
-    if rule.evaluator == "medication_class":
-        groups.extend(_drug_groups(kb, [rule.params.get("group", "")]))
+    if rule.evaluator in _DRUG_GROUPS:
+        groups.extend(_drug_groups(kb, [_DRUG_GROUPS[rule.evaluator]]))
     elif rule.evaluator == "draft_medication":
         groups.extend(_drug_groups(kb, ["seed", "depleting"]))
     for key in _analyte_keys(rule):
