@@ -53,10 +53,13 @@ def build_cards(
     *,
     patient_id: str,
     hook_instance: str,
-    age_years: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The response cards for an evaluation, most urgent first."""
-    pediatric = age_years is not None and age_years < 18
+    """The response cards for an evaluation, most urgent first.
+
+    A child (under the policy's `adult_age_years`, judged by the engine) gets the pediatric
+    wording of an order where the catalogue has one.
+    """
+    pediatric = evaluation.pediatric
     return [
         build_card(
             f,
@@ -123,7 +126,7 @@ def build_suggestion(
         # CDS Hooks 2.0 §action, cds-resp-2: a delete names its target by resourceId only.
         {"type": "delete", "description": f"{suggestion.label}: {ref}", "resourceId": ref}
         for ref in suggestion.removes
-    ]  # issue #4: "remove this draft order"
+    ]  # "remove this draft order"
     for key in suggestion.orders:
         order = kb.orders[key]
         description = order.pediatric_text if pediatric and order.pediatric_text else order.text

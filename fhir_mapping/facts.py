@@ -202,8 +202,8 @@ class ConditionReader:
                         _body_site(resource),
                     )
                 )
-                if find_affirmed(re.compile(r"spread", re.I), [*texts, *notes]):
-                    flag_hits.append((self._flag("spreading"), text, "text"))
+                if find_affirmed(self.kb.complaint.spreading_text, [*texts, *notes]):
+                    flag_hits.append((self._flag(self.kb.complaint.spreading_flag), text, "text"))
             for concept, evidence, how in flag_hits:
                 if concept is not None and concept.key not in flags:
                     flags[concept.key] = RedFlag(
@@ -223,10 +223,10 @@ class ConditionReader:
                     )
                 )
         sites = {c.body_site.lower() for c in complaints if c.body_site}
-        spreading = self._flag("spreading")
-        if len(sites) > 1 and spreading is not None and "spreading" not in flags:
-            flags["spreading"] = RedFlag(
-                "spreading",
+        spreading = self._flag(self.kb.complaint.spreading_flag)
+        if len(sites) > 1 and spreading is not None and spreading.key not in flags:
+            flags[spreading.key] = RedFlag(
+                spreading.key,
                 spreading.label,
                 Indicator.parse(spreading.severity or "warning"),
                 "twitching recorded at " + " and ".join(sorted(sites)),

@@ -85,6 +85,8 @@ class ComplaintDefinition:
     movement: re.Pattern[str]  # twitch|fascicul|myokym|spasm|tic
     site: re.Pattern[str]  # lip|mouth|perioral|face|...
     phrases: re.Pattern[str]  # "lip twitch": enough on its own
+    spreading_flag: str  # red flag of a complaint that spreads or sits at two body sites
+    spreading_text: re.Pattern[str]  # the complaint's own words that say it spreads
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class Order:
     category: str  # "lab" | "referral" | "procedure" | "imaging"
     text: str  # code.text and the action description
     coding: Coding | None = None
-    pediatric_text: str | None = None  # referral wording for patients under 18
+    pediatric_text: str | None = None  # wording for a patient under the policy's adult age
 
 
 @dataclass(frozen=True)

@@ -286,6 +286,8 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
             movement=complaint["movement"],
             site=complaint["site"],
             phrases=complaint["phrases"],
+            spreading_flag=complaint["spreading"]["flag"],
+            spreading_text=complaint["spreading"]["text"],
         ),
         red_flags=tuple(_concept(f, f["id"], f["severity"]) for f in conditions["red_flags"]),
         known_conditions=tuple(_concept(c, c["id"]) for c in conditions["known_conditions"]),

@@ -118,7 +118,6 @@ class MedicationUse:
     matched_by: str = "ingredient-code"  # ingredient-code | product-code | text
 
 
-# -- issue #4: order-time checks --
 @dataclass(frozen=True)
 class DraftMedication:
     """A drug of interest in a draft MedicationRequest of `context.draftOrders`."""
@@ -130,9 +129,6 @@ class DraftMedication:
     group: str  # "seed" | "depleting"
     text: str  # the draft's own words, e.g. "prednisone 20 MG Oral Tablet"
     matched_by: str = "ingredient-code"  # ingredient-code | product-code | text
-
-
-# -- end issue #4 --
 
 
 @dataclass(frozen=True)
@@ -151,7 +147,7 @@ class PatientFacts:
     medications: tuple[MedicationUse, ...] = ()
     issues: tuple[DataIssue, ...] = ()
     availability: dict[str, DataState] = field(default_factory=dict)
-    draft_medications: tuple[DraftMedication, ...] = ()  # issue #4: drafts to judge
+    draft_medications: tuple[DraftMedication, ...] = ()  # order-select/-sign: drafts to judge
 
     @property
     def onset(self) -> datetime | None:
@@ -215,3 +211,4 @@ class Evaluation:
     findings: tuple[Finding, ...]
     knowledge_version: str
     in_scope: bool  # False: no qualifying complaint (R0), answer {"cards": []}
+    pediatric: bool = False  # under the policy's adult age: referrals use their pediatric text

@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from knowledge.codes import SYSTEM_NAMES
+from knowledge.engine.fields import Pattern
 from knowledge.engine.text import CalciumCorrectionSchema, SharedTexts
 
 # Keys other packages look up by name: they must exist (extra ones are allowed).
@@ -69,23 +70,6 @@ def _text(**kwargs: Any) -> fields.String:
 def _named(pattern: str, error: str, **kwargs: Any) -> fields.String:
     """A required identifier that must match `pattern`."""
     return fields.String(required=True, validate=validate.Regexp(pattern, error=error), **kwargs)
-
-
-class Pattern(fields.String):
-    """A regular expression, compiled at load time (case-insensitive unless told)."""
-
-    def __init__(self, *, flags: int = re.IGNORECASE, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.flags = flags
-
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[override]
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not text:
-            raise ValidationError("must not be empty")
-        try:
-            return re.compile(text, self.flags)
-        except re.error as exc:
-            raise ValidationError(f"not a valid regular expression: {exc}") from exc
 
 
 class _Strict(Schema):
@@ -217,12 +201,18 @@ class ThresholdsFileSchema(_Strict):
 # --- conditions.yaml -------------------------------------------------------------------
 
 
+class SpreadingSchema(_Strict):
+    flag = _text()  # a red flag id
+    text = Pattern(required=True)
+
+
 class ComplaintSchema(_Strict):
     codes = fields.List(fields.Nested(CodeSchema), required=True, validate=validate.Length(min=1))
     codes_needing_text = fields.List(fields.Nested(CodeSchema), load_default=list)
     movement = Pattern(required=True)
     site = Pattern(required=True)
     phrases = Pattern(required=True)
+    spreading = fields.Nested(SpreadingSchema, required=True)
 
 
 class ConceptSchema(_Strict):
@@ -561,6 +551,9 @@ def _check_conditions(docs: dict) -> Iterator[Problem]:
                 yield (file, f"{group}[{i}]", "a red flag needs codes or text")
     yield from _citations(file, "hypoparathyroidism", data["hypoparathyroidism"]["citations"],
                           sources)
+    flag = data["complaint"]["spreading"]["flag"]
+    if flag not in {c["id"] for c in data["red_flags"]}:
+        yield (file, "complaint.spreading.flag", f"unknown red flag '{flag}'")
 
 
 def _check_medications(docs: dict) -> Iterator[Problem]:

@@ -52,7 +52,6 @@ def check_orders(call: HookCall, *, selections: Iterable[str] | None) -> HookRes
         kb,
         patient_id=patient_id,
         hook_instance=call.hook_instance,
-        age_years=facts.age_years,
     )
     cards = filter_cards(
         cards,

@@ -17,6 +17,5 @@ def patient_view(call: HookCall) -> HookResult:
         call.kb,
         patient_id=call.context["patient_id"],
         hook_instance=call.hook_instance,
-        age_years=facts.age_years,
     )
     return HookResult(cards=cards, evaluation=evaluation)

@@ -164,8 +164,13 @@ def evaluate(
     if not facts.complaints:
         return Evaluation(findings=(), knowledge_version=kb.version, in_scope=False)
     rules = [r for r in _active(kb, disabled_rules) if r.role != ORDER_CHECK]
-    findings = _run(Context(facts, kb, policy), rules)
-    return Evaluation(findings=findings, knowledge_version=kb.version, in_scope=True)
+    ctx = Context(facts, kb, policy)
+    return Evaluation(
+        findings=_run(ctx, rules),
+        knowledge_version=kb.version,
+        in_scope=True,
+        pediatric=ctx.pediatric,
+    )
 
 
 def evaluate_orders(
@@ -184,11 +189,13 @@ def evaluate_orders(
     order_rules = [r for r in active if r.role == ORDER_CHECK]
     with_ids = {rid for r in order_rules for rid in r.params.get("with_rules", ())}
     rules = order_rules + ([r for r in active if r.id in with_ids] if facts.complaints else [])
-    findings = _run(Context(facts, kb, policy), rules)
+    ctx = Context(facts, kb, policy)
+    findings = _run(ctx, rules)
     return Evaluation(
         findings=findings,
         knowledge_version=kb.version,
         in_scope=bool(facts.complaints or findings),
+        pediatric=ctx.pediatric,
     )
 
 

@@ -7,6 +7,7 @@ a rule); it is checked against the names of the knowledge base being loaded.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -93,3 +94,20 @@ class Ref(fields.String):
         if known is not None and name not in known:
             raise ValidationError(f"unknown {self.kind.rstrip('s')} '{name}'")
         return name
+
+
+class Pattern(fields.String):
+    """A regular expression, compiled at load time (case-insensitive unless told)."""
+
+    def __init__(self, *, flags: int = re.IGNORECASE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.flags = flags
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[override]
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text:
+            raise ValidationError("must not be empty")
+        try:
+            return re.compile(text, self.flags)
+        except re.error as exc:
+            raise ValidationError(f"not a valid regular expression: {exc}") from exc

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-import re
-
 from marshmallow import fields
 
 from knowledge.engine.core import evaluator, make_finding, suggestion
-from knowledge.engine.fields import Params, Ref
+from knowledge.engine.fields import Params, Pattern, Ref, Template
 from knowledge.engine.labs import Context
 from knowledge.engine.text import day, join_words, md
 from knowledge.kb import Rule
 from knowledge.model import Evidence, Finding, Indicator, RedFlag
 
-_UNILATERAL = re.compile(r"\b(left|right|unilateral|one side|one-sided)\b", re.I)
+
+class RedFlagsTexts(Params):
+    persistent = Template(fills=("days", "since", "persistence"), required=True)  # evidence
+    more_flag = Template(fills=("first",), required=True)  # {triggers} with two flags
+    more_flags = Template(fills=("first", "count"), required=True)  # with three or more
+    trigger = Template(fills=("label", "severity", "evidence"), required=True)  # {trigger_list}
+    trigger_with_reference = Template(
+        fills=("label", "severity", "evidence", "reference"), required=True
+    )
 
 
 class RedFlagsParams(Params):
     persistence = Ref("thresholds", required=True)  # days after which twitching is persistent
-    critical_note = fields.String(load_default="")  # added to the detail of a critical card
+    persistent_flag = Ref("red flags", required=True)  # the flag raised for it
+    critical_note = Template(load_default="")  # added to the detail of a critical card
+    # the MRI is suggested for these flags, or a complaint whose words match `mri_text`
+    mri_flags = fields.List(Ref("red flags"), load_default=list)
+    mri_text = Pattern(load_default=None)
+    texts = fields.Nested(RedFlagsTexts, required=True)
 
 
 @evaluator(
@@ -33,16 +44,20 @@ def red_flags(ctx: Context, rule: Rule) -> list[Finding]:
     flags = list(ctx.facts.red_flags)
     onset = ctx.facts.onset
     persistence = ctx.policy.days(rule.params["persistence"])
-    persistent = next((c for c in ctx.kb.red_flags if c.key == "persistent"), None)
+    texts = rule.params["texts"]
+    key = rule.params["persistent_flag"]
+    persistent = next((c for c in ctx.kb.red_flags if c.key == key), None)
     if onset is not None and persistent is not None:
         days = (ctx.now - onset).days
-        if days > persistence and not any(f.flag == "persistent" for f in flags):
+        if days > persistence and not any(f.flag == key for f in flags):
             flags.append(
                 RedFlag(
-                    "persistent",
+                    key,
                     persistent.label,
                     Indicator.parse(persistent.severity or "warning"),
-                    f"twitching for {days} days (since {day(onset)}), over {persistence} days",
+                    texts["persistent"].format(
+                        days=days, since=day(onset), persistence=persistence
+                    ),
                     None,
                     "rule",
                 )
@@ -52,29 +67,32 @@ def red_flags(ctx: Context, rule: Rule) -> list[Finding]:
     flags.sort(key=lambda f: f.severity, reverse=True)
     indicator = max(f.severity for f in flags)
     first = flags[0].label.lower()
-    triggers = (
-        first
-        if len(flags) == 1
-        else f"{first} and {len(flags) - 1} more red flag" + ("s" if len(flags) > 2 else "")
-    )
+    if len(flags) == 1:
+        triggers = first
+    elif len(flags) == 2:
+        triggers = texts["more_flag"].format(first=first)
+    else:
+        triggers = texts["more_flags"].format(first=first, count=len(flags) - 1)
     trigger_list = "\n".join(
-        f"- **{f.label}** ({f.severity.wire}): {md(f.evidence)}"
-        + (f" — {f.reference}" if f.reference else "")
+        texts["trigger_with_reference" if f.reference else "trigger"].format(
+            label=f.label, severity=f.severity.wire, evidence=md(f.evidence), reference=f.reference
+        )
         for f in flags
     )
     suggestions = [
         suggestion(rule, "neurology-referral"),
         suggestion(rule, "nerve-conduction-study"),
     ]
-    texts = [c.text for c in ctx.facts.complaints] + [
+    words = [c.text for c in ctx.facts.complaints] + [
         c.body_site or "" for c in ctx.facts.complaints
     ]
-    if any(f.flag in ("spreading", "facial-weakness") for f in flags) or any(
-        _UNILATERAL.search(t) for t in texts
+    mri_text = rule.params["mri_text"]
+    if any(f.flag in rule.params["mri_flags"] for f in flags) or (
+        mri_text is not None and any(mri_text.search(w) for w in words)
     ):
         suggestions.append(suggestion(rule, "mri-brain"))
     values = {"triggers": triggers, "trigger_list": trigger_list}
-    note = rule.params.get("critical_note", "") if indicator is Indicator.CRITICAL else ""
+    note = rule.params["critical_note"] if indicator is Indicator.CRITICAL else ""
     evidence = [
         Evidence(
             f.label, md(f.evidence), None, f.reference, f"{f.severity.wire}; by {f.matched_by}"
