@@ -1,6 +1,6 @@
 """Cards checked against the order basket: no suggestion to order what is already there.
 
-Applied to every card of an order-select or order-sign response (issue #4). A lab whose
+Applied to every card of an order-select or order-sign response. A lab whose
 draft is in `draftOrders` is not proposed again, and a lab one card already proposes is
 not proposed again by a later card of the same response.
 """

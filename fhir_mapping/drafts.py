@@ -1,4 +1,4 @@
-"""`context.draftOrders` → the drugs and labs in the order basket (issue #4).
+"""`context.draftOrders` → the drugs and labs in the order basket.
 
 Drafts are read from their raw JSON without R4 validation: an EHR sends them while the
 clinician is still typing (the CDS Hooks sandbox's first order-select call has no
