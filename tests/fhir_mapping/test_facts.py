@@ -15,11 +15,11 @@ OID_ICD = "urn:oid:2.16.840.1.113883.6.90"
 
 
 @pytest.fixture(scope="module")
-def kb():
+def packaged_kb():
     return load_knowledge_base()
 
 
-def facts(kb, conditions=(), labs=(), pat=None):
+def facts(packaged_kb, conditions=(), labs=(), pat=None):
     data = {
         "conditions": KeyData("conditions", DataState.PRESENT, tuple(conditions)),
         "labs": KeyData("labs", DataState.PRESENT, tuple(labs)),
@@ -27,7 +27,7 @@ def facts(kb, conditions=(), labs=(), pat=None):
         "medStatements": KeyData("medStatements", DataState.EMPTY),
         "patient": KeyData("patient", DataState.PRESENT, (pat or patient(),)),
     }
-    return extract_facts(data, kb, now=NOW)
+    return extract_facts(data, packaged_kb, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,8 @@ def facts(kb, conditions=(), labs=(), pat=None):
         (ICD10, "F95.1", "Motor tic of the face"),
     ],
 )
-def test_p1_complaint_codes_and_text(kb, system, code, text):
-    assert facts(kb, [condition(system, code, text)]).complaints
+def test_p1_complaint_codes_and_text(packaged_kb, system, code, text):
+    assert facts(packaged_kb, [condition(system, code, text)]).complaints
 
 
 @pytest.mark.parametrize(
@@ -68,8 +68,8 @@ def test_p1_complaint_codes_and_text(kb, system, code, text):
         (None, None, "Hypertension"),
     ],
 )
-def test_p1_not_a_complaint(kb, system, code, text):
-    assert not facts(kb, [condition(system, code, text, display=None)]).complaints
+def test_p1_not_a_complaint(packaged_kb, system, code, text):
+    assert not facts(packaged_kb, [condition(system, code, text, display=None)]).complaints
 
 
 @pytest.mark.parametrize(
@@ -89,9 +89,9 @@ def test_p1_not_a_complaint(kb, system, code, text):
         ("active", "unconfirmed", None, True),
     ],
 )
-def test_p1_statuses(kb, clinical, verification, abatement, counts):
+def test_p1_statuses(packaged_kb, clinical, verification, abatement, counts):
     c = condition(clinical=clinical, verification=verification, abatement_days=abatement)
-    assert bool(facts(kb, [c]).complaints) is counts
+    assert bool(facts(packaged_kb, [c]).complaints) is counts
 
 
 @pytest.mark.parametrize(
@@ -107,14 +107,14 @@ def test_p1_statuses(kb, clinical, verification, abatement, counts):
         ("unknown", False),
     ],
 )
-def test_p2_statuses(kb, status, usable):
-    f = facts(kb, labs=[observation("potassium", 3.1, status=status)])
+def test_p2_statuses(packaged_kb, status, usable):
+    f = facts(packaged_kb, labs=[observation("potassium", 3.1, status=status)])
     assert bool(f.labs) is usable
 
 
-def test_p2_data_absent_reason_and_non_numeric_are_unusable(kb):
+def test_p2_data_absent_reason_and_non_numeric_are_unusable(packaged_kb):
     f = facts(
-        kb,
+        packaged_kb,
         labs=[
             observation("potassium", None, absent="error"),
             observation("magnesium", "low", None),
@@ -147,27 +147,27 @@ def test_p2_data_absent_reason_and_non_numeric_are_unusable(kb):
         ("albumin", 8, None),
     ],
 )
-def test_p2_missing_unit_inferred_at_the_edges(kb, analyte, value, inferred):
-    f = facts(kb, labs=[observation(analyte, value, None)])
+def test_p2_missing_unit_inferred_at_the_edges(packaged_kb, analyte, value, inferred):
+    f = facts(packaged_kb, labs=[observation(analyte, value, None)])
     if inferred:
         assert f.labs[0].unit_inferred and f.labs[0].reported_unit == inferred
     else:
         assert not f.labs and f.unusable_labs
 
 
-def test_p2_missing_unit_taken_from_the_reference_range(kb):
+def test_p2_missing_unit_taken_from_the_reference_range(packaged_kb):
     obs = observation("magnesium", 0.6, None, ref_low=0.7, ref_high=1.0, ref_unit="mmol/L")
-    result = facts(kb, labs=[obs]).labs[0]
+    result = facts(packaged_kb, labs=[obs]).labs[0]
     assert result.reported_unit == "mmol/L" and result.value == pytest.approx(0.6)
 
 
-def test_p2_unknown_unit_is_unusable(kb):
-    f = facts(kb, labs=[observation("potassium", 4.0, "mmol/24h")])
+def test_p2_unknown_unit_is_unusable(packaged_kb):
+    f = facts(packaged_kb, labs=[observation("potassium", 4.0, "mmol/24h")])
     assert not f.labs and "mmol/24h" in f.unusable_labs[0].reason
 
 
-def test_p2_oid_loinc_and_mEq_unit(kb):
-    result = facts(kb, labs=[observation("potassium", 3.1, "mEq/L", oid=True)]).labs[0]
+def test_p2_oid_loinc_and_mEq_unit(packaged_kb):
+    result = facts(packaged_kb, labs=[observation("potassium", 3.1, "mEq/L", oid=True)]).labs[0]
     assert result.analyte == "potassium" and result.value == pytest.approx(3.1)
 
 
@@ -184,17 +184,17 @@ def test_p2_oid_loinc_and_mEq_unit(kb):
         ("Microalbumin", "mg/L", None),
     ],
 )
-def test_p3_by_name(kb, text, unit, analyte):
-    f = facts(kb, labs=[observation(None, 3.0, unit, text=text)])
+def test_p3_by_name(packaged_kb, text, unit, analyte):
+    f = facts(packaged_kb, labs=[observation(None, 3.0, unit, text=text)])
     if analyte is None:
         assert not f.labs and not f.unusable_labs
     else:
         assert f.labs[0].analyte == analyte and f.labs[0].matched_by_name
 
 
-def test_p4_effective_falls_back_to_period_end_then_issued(kb):
+def test_p4_effective_falls_back_to_period_end_then_issued(packaged_kb):
     f = facts(
-        kb,
+        packaged_kb,
         labs=[
             observation("potassium", 3.1, days=None, period_end_days=5),
             observation("magnesium", 2.0, "mg/dL", days=None, issued_days=6),
@@ -203,9 +203,9 @@ def test_p4_effective_falls_back_to_period_end_then_issued(kb):
     assert sorted((NOW - r.effective).days for r in f.labs) == [5, 6]
 
 
-def test_p6_age(kb):
-    assert facts(kb, pat=patient(born_years_ago(18, extra_days=1))).age_years == 17
-    assert facts(kb, pat=patient(born_years_ago(18))).age_years == 18
+def test_p6_age(packaged_kb):
+    assert facts(packaged_kb, pat=patient(born_years_ago(18, extra_days=1))).age_years == 17
+    assert facts(packaged_kb, pat=patient(born_years_ago(18))).age_years == 18
 
 
 @pytest.mark.parametrize(
@@ -217,22 +217,23 @@ def test_p6_age(kb):
         ({"onset_days": 15, "recorded_days": 2}, 15),
     ],
 )
-def test_p8_onset(kb, kwargs, days):
-    f = facts(kb, [condition(**kwargs)])
+def test_p8_onset(packaged_kb, kwargs, days):
+    f = facts(packaged_kb, [condition(**kwargs)])
     assert (NOW - f.onset).days == days
 
 
-def test_p8_earliest_onset_among_complaints(kb):
-    f = facts(kb, [condition(onset_days=5), condition(ICD10, "R25.3", None, onset_days=40)])
+def test_p8_earliest_onset_among_complaints(packaged_kb):
+    conditions = [condition(onset_days=5), condition(ICD10, "R25.3", None, onset_days=40)]
+    f = facts(packaged_kb, conditions)
     assert (NOW - f.onset).days == 40
 
 
-def test_p7_red_flag_status_filter(kb):
+def test_p7_red_flag_status_filter(packaged_kb):
     gone = condition(ICD10, "R29.810", "Facial weakness", clinical="resolved")
     wrong = condition(ICD10, "R29.810", "Facial weakness", verification="entered-in-error")
-    assert not facts(kb, [condition(), gone, wrong]).red_flags
+    assert not facts(packaged_kb, [condition(), gone, wrong]).red_flags
 
 
-def test_second_complaint_at_another_site_is_spreading(kb):
-    f = facts(kb, [condition(body_site="Lower lip"), condition(body_site="Left eyelid")])
+def test_second_complaint_at_another_site_is_spreading(packaged_kb):
+    f = facts(packaged_kb, [condition(body_site="Lower lip"), condition(body_site="Left eyelid")])
     assert [r.flag for r in f.red_flags] == ["spreading"]

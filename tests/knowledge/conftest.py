@@ -1,4 +1,8 @@
-"""Fixtures: the packaged knowledge files plus a small fixture rules file, in a temp dir."""
+"""Fixtures: the packaged data files with a small test rules.yaml, in a temp dir.
+
+`kb_with_test_rules` is loaded once; `kb_with_test_rules_dir` is a fresh copy to break.
+Tests of the packaged rules load the packaged directory itself (`packaged_kb`).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ PACKAGED = Path(str(resources.files("knowledge") / "data"))
 def copy_knowledge(target: Path) -> Path:
     """Copy the packaged data files into `target`, with the fixture rules.yaml.
 
-    The packaged rules.yaml is written by another part of the project; these tests check
-    the loader and the data files, so they use a rules file of their own.
+    The loader tests check the data files and the loader, so they use a small rules file
+    whose rule list they can count on; the packaged rules are tested with the cards.
     """
     target.mkdir(parents=True, exist_ok=True)
     for file in PACKAGED.glob("*.yaml"):
@@ -28,13 +32,13 @@ def copy_knowledge(target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
-    """The packaged knowledge base (with the fixture rules), loaded once."""
-    return load_knowledge_base(copy_knowledge(tmp_path_factory.mktemp("kb")))
+@pytest.fixture(scope="package")
+def kb_with_test_rules(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    """The packaged data files with the test rules.yaml, loaded once."""
+    return load_knowledge_base(copy_knowledge(tmp_path_factory.mktemp("kb-with-test-rules")))
 
 
 @pytest.fixture
-def kb_dir(tmp_path: Path) -> Path:
-    """A fresh, writable copy of the knowledge files for breaking one field."""
-    return copy_knowledge(tmp_path / "kb")
+def kb_with_test_rules_dir(tmp_path: Path) -> Path:
+    """A fresh, writable copy of the packaged data files with the test rules.yaml."""
+    return copy_knowledge(tmp_path / "kb-with-test-rules")

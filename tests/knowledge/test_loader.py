@@ -27,34 +27,34 @@ def test_packaged_knowledge_base_loads():
     assert kb.rules
 
 
-def test_identity(kb):
-    assert kb.label == "Lip Twitch CDS"
-    assert kb.topic_system == "https://lip-twitch-cds.example.org/card-kind"
-    assert kb.version == "2026.11.0"
+def test_identity(kb_with_test_rules):
+    assert kb_with_test_rules.label == "Lip Twitch CDS"
+    assert kb_with_test_rules.topic_system == "https://lip-twitch-cds.example.org/card-kind"
+    assert kb_with_test_rules.version == "2026.11.0"
 
 
-def test_counts(kb):
-    assert set(kb.analytes) == {
+def test_counts(kb_with_test_rules):
+    assert set(kb_with_test_rules.analytes) == {
         "potassium", "magnesium", "calcium_total", "calcium_corrected", "calcium_ionized",
         "albumin", "pth", "tsh", "b12", "vitamin_d", "ck", "phosphate",
     }
-    assert len(kb.thresholds) == 14
-    assert [f.key for f in kb.red_flags] == [
+    assert len(kb_with_test_rules.thresholds) == 14
+    assert [f.key for f in kb_with_test_rules.red_flags] == [
         "facial-weakness", "slurred-speech", "dysphagia", "spreading", "limb-weakness",
         "numbness", "vision-changes", "facial-pain", "chewing-trigger", "persistent",
     ]
-    assert [c.key for c in kb.known_conditions] == [
+    assert [c.key for c in kb_with_test_rules.known_conditions] == [
         "als", "parkinsons", "tourette", "bells-palsy", "hemifacial-spasm",
     ]
-    assert len(kb.ingredients) == 46  # 31 seed-class (§3.1) + 15 depleting (§3.2)
-    assert len(kb.products) == 36  # 29 SCDs (§3.3) + 7 combination brands
-    assert len(kb.orders) == 14
-    assert list(kb.services) == [
+    assert len(kb_with_test_rules.ingredients) == 46  # 31 seed-class (§3.1) + 15 depleting (§3.2)
+    assert len(kb_with_test_rules.products) == 36  # 29 SCDs (§3.3) + 7 combination brands
+    assert len(kb_with_test_rules.orders) == 14
+    assert list(kb_with_test_rules.services) == [
         "lip-twitch-patient-view", "lip-twitch-order-select", "lip-twitch-order-sign",
-    ]  # issue #4 added the order services
+    ]
 
 
-def test_loinc_index_covers_every_reference_code(kb):
+def test_loinc_index_covers_every_reference_code(kb_with_test_rules):
     expected = {
         "2823-3": "potassium", "6298-4": "potassium",
         "19123-9": "magnesium", "2601-3": "magnesium",
@@ -65,18 +65,19 @@ def test_loinc_index_covers_every_reference_code(kb):
         "1751-7": "albumin", "2731-8": "pth", "3016-3": "tsh", "2132-9": "b12",
         "62292-8": "vitamin_d", "14635-7": "vitamin_d", "2157-6": "ck", "2777-1": "phosphate",
     }
-    assert kb.loinc_index == expected
+    assert kb_with_test_rules.loinc_index == expected
 
 
-def test_unit_factors(kb):
-    assert kb.analytes["magnesium"].units == {"mmol/L": 1, "mg/dL": 0.4114, "meq/L": 0.5}
-    assert kb.analytes["calcium_total"].units == {"mg/dL": 1, "mmol/L": 4.008, "meq/L": 2.004}
-    assert kb.analytes["calcium_corrected"].canonical_unit == "mg/dL"
-    assert kb.analytes["calcium_ionized"].units == {"mmol/L": 1, "mg/dL": 0.2495, "meq/L": 0.5}
-    assert kb.analytes["potassium"].units["meq/L"] == 1
-    assert kb.analytes["potassium"].units["mg/dL"] == pytest.approx(1 / 3.91, rel=1e-4)
-    assert kb.analytes["albumin"].units == {"g/dL": 1, "g/L": 0.1}
-    assert kb.analytes["tsh"].units == {"m[IU]/L": 1, "u[IU]/mL": 1}
+def test_unit_factors(kb_with_test_rules):
+    analytes = kb_with_test_rules.analytes
+    assert analytes["magnesium"].units == {"mmol/L": 1, "mg/dL": 0.4114, "meq/L": 0.5}
+    assert analytes["calcium_total"].units == {"mg/dL": 1, "mmol/L": 4.008, "meq/L": 2.004}
+    assert analytes["calcium_corrected"].canonical_unit == "mg/dL"
+    assert analytes["calcium_ionized"].units == {"mmol/L": 1, "mg/dL": 0.2495, "meq/L": 0.5}
+    assert analytes["potassium"].units["meq/L"] == 1
+    assert analytes["potassium"].units["mg/dL"] == pytest.approx(1 / 3.91, rel=1e-4)
+    assert analytes["albumin"].units == {"g/dL": 1, "g/L": 0.1}
+    assert kb_with_test_rules.analytes["tsh"].units == {"m[IU]/L": 1, "u[IU]/mL": 1}
 
 
 @pytest.mark.parametrize(("name", "default", "unit", "policy"), [
@@ -95,11 +96,11 @@ def test_unit_factors(kb):
     ("calcium_ionized_low", 1.15, "mmol/L", False),
     ("calcium_ionized_critical_low", 0.80, "mmol/L", True),
 ])
-def test_thresholds(kb, name, default, unit, policy):
-    threshold = kb.thresholds[name]
+def test_thresholds(kb_with_test_rules, name, default, unit, policy):
+    threshold = kb_with_test_rules.thresholds[name]
     assert (threshold.default, threshold.unit, threshold.policy) == (default, unit, policy)
     assert threshold.minimum <= threshold.default <= threshold.maximum
-    assert threshold.source in kb.sources
+    assert threshold.source in kb_with_test_rules.sources
 
 
 @pytest.mark.parametrize(("system", "code", "expected"), [
@@ -114,20 +115,20 @@ def test_thresholds(kb, name, default, unit, policy):
     (ICD10CM, "R25.2", False),  # cramp and spasm: too broad (§2)
     (ICD10CM, "F95.1", False),  # tics count only with lip/face text
 ])
-def test_complaint_codes(kb, system, code, expected):
-    assert any(matches(m, system, code) for m in kb.complaint.codes) is expected
+def test_complaint_codes(kb_with_test_rules, system, code, expected):
+    assert any(matches(m, system, code) for m in kb_with_test_rules.complaint.codes) is expected
 
 
-def test_complaint_text(kb):
-    complaint = kb.complaint
+def test_complaint_text(kb_with_test_rules):
+    complaint = kb_with_test_rules.complaint
     assert complaint.phrases.search("Lip Twitching for 2 weeks")
     assert complaint.movement.search("Fasciculations") and complaint.site.search("upper LIP")
     assert not complaint.movement.search("ticket")
     assert any(matches(m, ICD10CM, "F95.0") for m in complaint.codes_needing_text)
 
 
-def test_red_flags(kb):
-    flags = {f.key: f for f in kb.red_flags}
+def test_red_flags(kb_with_test_rules):
+    flags = {f.key: f for f in kb_with_test_rules.red_flags}
     assert {k for k, f in flags.items() if f.severity == "critical"} == {
         "facial-weakness", "slurred-speech", "dysphagia"}
     assert any(matches(m, ICD10CM, "R13.12") for m in flags["dysphagia"].codes)
@@ -136,73 +137,82 @@ def test_red_flags(kb):
     assert flags["facial-weakness"].text.search("Right facial DROOP")
     assert flags["slurred-speech"].text.search("difficulty speaking")
     assert flags["persistent"].codes == () and flags["persistent"].text is None
-    assert all(f.citations for f in kb.red_flags)
+    assert all(f.citations for f in kb_with_test_rules.red_flags)
 
 
-def test_known_conditions_and_hypoparathyroidism(kb):
-    parkinsons = next(c for c in kb.known_conditions if c.key == "parkinsons")
+def test_known_conditions_and_hypoparathyroidism(kb_with_test_rules):
+    parkinsons = next(c for c in kb_with_test_rules.known_conditions if c.key == "parkinsons")
     for code in ("G20", "G20.A1", "G20.C"):
         assert any(matches(m, ICD10CM, code) for m in parkinsons.codes)
-    hypo = kb.hypoparathyroidism
+    hypo = kb_with_test_rules.hypoparathyroidism
     for code in ("E20.0", "E20.815", "E89.2"):
         assert any(matches(m, ICD10CM, code) for m in hypo.codes)
     assert not any(matches(m, ICD10CM, "E20.8") for m in hypo.codes)
-    assert all(m.display for c in kb.known_conditions for m in c.codes)
+    assert all(m.display for c in kb_with_test_rules.known_conditions for m in c.codes)
 
 
-def test_medications(kb):
-    assert kb.rxnorm_index["36437"] == ("sertraline",)
-    assert kb.rxnorm_index["312941"] == ("sertraline",)  # SCD -> ingredient (§3.3)
-    assert kb.rxnorm_index["1091392"] == ("methylphenidate",)
-    assert kb.ingredients["metolazone"].rxnorm is None
-    assert kb.ingredients["indapamide"].drug_class == "thiazide-diuretic"
-    assert "Sudafed PE" in kb.ingredients["phenylephrine"].names
-    assert "Sudafed" in kb.ingredients["pseudoephedrine"].names
-    adderall = next(p for p in kb.products if p.name == "Adderall")
+def test_medications(kb_with_test_rules):
+    assert kb_with_test_rules.rxnorm_index["36437"] == ("sertraline",)
+    assert kb_with_test_rules.rxnorm_index["312941"] == ("sertraline",)  # SCD -> ingredient (§3.3)
+    assert kb_with_test_rules.rxnorm_index["1091392"] == ("methylphenidate",)
+    assert kb_with_test_rules.ingredients["metolazone"].rxnorm is None
+    assert kb_with_test_rules.ingredients["indapamide"].drug_class == "thiazide-diuretic"
+    assert "Sudafed PE" in kb_with_test_rules.ingredients["phenylephrine"].names
+    assert "Sudafed" in kb_with_test_rules.ingredients["pseudoephedrine"].names
+    adderall = next(p for p in kb_with_test_rules.products if p.name == "Adderall")
     assert adderall.rxnorm is None
     assert adderall.ingredients == ("amphetamine", "dextroamphetamine")
-    assert kb.drug_classes["systemic-corticosteroid"].systemic_only
-    assert kb.drug_classes["ppi"].depletes == ("magnesium",)
-    assert kb.drug_classes["loop-diuretic"].group == "depleting"
-    assert kb.route_exclusions.search("fluticasone NASAL spray")
+    assert kb_with_test_rules.drug_classes["systemic-corticosteroid"].systemic_only
+    assert kb_with_test_rules.drug_classes["ppi"].depletes == ("magnesium",)
+    assert kb_with_test_rules.drug_classes["loop-diuretic"].group == "depleting"
+    assert kb_with_test_rules.route_exclusions.search("fluticasone NASAL spray")
 
 
-def test_orders(kb):
-    potassium = kb.orders["lab-potassium"]
+def test_orders(kb_with_test_rules):
+    potassium = kb_with_test_rules.orders["lab-potassium"]
     assert potassium.coding.system == LOINC and potassium.coding.code == "2823-3"
     assert potassium.coding.display == "Potassium [Moles/volume] in Serum or Plasma"
-    referral = kb.orders["referral-neurology"]
+    referral = kb_with_test_rules.orders["referral-neurology"]
     assert (referral.coding.system, referral.coding.code) == (SNOMED, "3457005")
     assert referral.pediatric_text == "Referral to pediatric neurology"
-    assert kb.orders["nerve-conduction-study"].coding is None
+    assert kb_with_test_rules.orders["nerve-conduction-study"].coding is None
 
 
-def test_service(kb):
-    service = kb.services["lip-twitch-patient-view"]
+def test_service(kb_with_test_rules):
+    service = kb_with_test_rules.services["lip-twitch-patient-view"]
     assert service.hook == "patient-view"
     assert set(service.prefetch) == {"patient", "conditions", "labs", "medRequests",
                                      "medStatements"}
     assert service.required_prefetch == ("conditions",)
 
 
-def test_name_patterns(kb):
-    magnesium = kb.analytes["magnesium"]
+def test_name_patterns(kb_with_test_rules):
+    magnesium = kb_with_test_rules.analytes["magnesium"]
     assert magnesium.name_pattern.search("Serum Mg")
     assert not magnesium.name_pattern.search("Calcium mg/dL")
-    total, ionized = kb.analytes["calcium_total"], kb.analytes["calcium_ionized"]
+    analytes = kb_with_test_rules.analytes
+    total, ionized = analytes["calcium_total"], analytes["calcium_ionized"]
     assert total.name_pattern.search("Calcium, serum")
     assert total.name_exclude.search("Calcium, ionized")
     assert ionized.name_pattern.search("Ionised calcium (whole blood)")
     assert not ionized.name_pattern.search("Calcium, serum")
-    assert kb.analytes["albumin"].name_exclude.search("Urine microalbumin")
+    assert kb_with_test_rules.analytes["albumin"].name_exclude.search("Urine microalbumin")
 
 
-def test_rule_listing(kb):
-    described = describe_rules(kb)
+def test_source_titles_speak_of_the_source(kb_with_test_rules):
+    # Card "Sources" lines print these titles; this one used to say where it did not come from.
+    title = kb_with_test_rules.sources["clinical-pharmacology"].title
+    assert title == (
+        "Clinical pharmacology of diuretics and proton-pump inhibitors (established drug effects)"
+    )
+
+
+def test_rule_listing(kb_with_test_rules):
+    described = describe_rules(kb_with_test_rules)
     assert [r["id"] for r in described] == ["R1", "R3", "R9"]
     assert described[2]["enabled"] is False
     assert described[0]["citations"][0]["title"].startswith("Seed article 000")
-    listing = format_rule_listing(kb)
+    listing = format_rule_listing(kb_with_test_rules)
     assert "R9  neurology-referral-red-flag  (disabled)" in listing
     assert '"Slurred speech"' in listing
 
@@ -312,17 +322,17 @@ BREAKAGES = [
 
 
 @pytest.mark.parametrize(("file", "change", "expected"), BREAKAGES)
-def test_broken_file_names_file_and_field(kb_dir, file, change, expected):
-    _edit(kb_dir, file, change)
+def test_broken_file_names_file_and_field(kb_with_test_rules_dir, file, change, expected):
+    _edit(kb_with_test_rules_dir, file, change)
     with pytest.raises(KnowledgeError) as caught:
-        load_knowledge_base(kb_dir)
+        load_knowledge_base(kb_with_test_rules_dir)
     assert expected in str(caught.value), str(caught.value)
 
 
-def test_missing_file(kb_dir):
-    (kb_dir / "orders.yaml").unlink()
+def test_missing_file(kb_with_test_rules_dir):
+    (kb_with_test_rules_dir / "orders.yaml").unlink()
     with pytest.raises(KnowledgeError, match=r"^orders\.yaml: file not found"):
-        load_knowledge_base(kb_dir)
+        load_knowledge_base(kb_with_test_rules_dir)
 
 
 def test_missing_directory(tmp_path):
@@ -330,29 +340,29 @@ def test_missing_directory(tmp_path):
         load_knowledge_base(tmp_path / "nowhere")
 
 
-def test_yaml_syntax_error_names_line(kb_dir):
-    path = kb_dir / "thresholds.yaml"
+def test_yaml_syntax_error_names_line(kb_with_test_rules_dir):
+    path = kb_with_test_rules_dir / "thresholds.yaml"
     lines = path.read_text(encoding="utf-8").splitlines()
     index = next(i for i, line in enumerate(lines) if "potassium_low:" in line)
     lines[index + 1] = "    default: [3.5"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(KnowledgeError, match=r"^thresholds\.yaml: line \d+, column \d+: YAML"):
-        load_knowledge_base(kb_dir)
+        load_knowledge_base(kb_with_test_rules_dir)
 
 
-def test_duplicate_key_is_refused(kb_dir):
-    path = kb_dir / "kb.yaml"
+def test_duplicate_key_is_refused(kb_with_test_rules_dir):
+    path = kb_with_test_rules_dir / "kb.yaml"
     path.write_text(path.read_text(encoding="utf-8") + 'label: "Other"\n', encoding="utf-8")
     expected = r"kb\.yaml: line 5, column 1: .*duplicate key 'label'"
     with pytest.raises(KnowledgeError, match=expected):
-        load_knowledge_base(kb_dir)
+        load_knowledge_base(kb_with_test_rules_dir)
 
 
-def test_every_problem_is_reported(kb_dir):
-    _edit(kb_dir, "orders.yaml", _set("orders", "lab-tsh", "category", "drug"))
-    _edit(kb_dir, "kb.yaml", _set("version", "latest"))
+def test_every_problem_is_reported(kb_with_test_rules_dir):
+    _edit(kb_with_test_rules_dir, "orders.yaml", _set("orders", "lab-tsh", "category", "drug"))
+    _edit(kb_with_test_rules_dir, "kb.yaml", _set("version", "latest"))
     with pytest.raises(KnowledgeError) as caught:
-        load_knowledge_base(kb_dir)
+        load_knowledge_base(kb_with_test_rules_dir)
     assert len(caught.value.problems) == 2
     assert any(p.startswith("orders.yaml: orders.lab-tsh.category:") for p in caught.value.problems)
     assert any(p.startswith("kb.yaml: version:") for p in caught.value.problems)

@@ -26,25 +26,25 @@ ALIASES = [
 
 
 @pytest.mark.parametrize(("raw", "expected"), ALIASES)
-def test_normalise_unit(kb, raw, expected):
-    assert normalise_unit(raw, kb) == expected
+def test_normalise_unit(kb_with_test_rules, raw, expected):
+    assert normalise_unit(raw, kb_with_test_rules) == expected
 
 
-def test_every_alias_in_the_table(kb):
-    for alias, code in kb.unit_aliases.items():
-        assert normalise_unit(alias, kb) == code
-        assert normalise_unit(alias.upper(), kb) == code
+def test_every_alias_in_the_table(kb_with_test_rules):
+    for alias, code in kb_with_test_rules.unit_aliases.items():
+        assert normalise_unit(alias, kb_with_test_rules) == code
+        assert normalise_unit(alias.upper(), kb_with_test_rules) == code
 
 
-def test_every_analyte_unit_is_its_own_normal_form(kb):
-    for analyte in kb.analytes.values():
+def test_every_analyte_unit_is_its_own_normal_form(kb_with_test_rules):
+    for analyte in kb_with_test_rules.analytes.values():
         for unit in analyte.units:
-            assert normalise_unit(unit, kb) == unit
+            assert normalise_unit(unit, kb_with_test_rules) == unit
 
 
 @pytest.mark.parametrize("raw", [None, "", "   ", "furlongs", "mg", "mIU/mL", "%"])
-def test_unknown_units(kb, raw):
-    assert normalise_unit(raw, kb) is None
+def test_unknown_units(kb_with_test_rules, raw):
+    assert normalise_unit(raw, kb_with_test_rules) is None
 
 
 @pytest.mark.parametrize(("analyte", "value", "unit", "expected", "tolerance"), [
@@ -72,22 +72,23 @@ def test_unknown_units(kb, raw):
     ("tsh", 2.0, "u[IU]/mL", 2.0, 0),
     ("ck", 1.0, "ukat/L", 60, 0),
 ])
-def test_to_canonical(kb, analyte, value, unit, expected, tolerance):
-    assert to_canonical(kb.analytes[analyte], value, unit) == pytest.approx(expected, abs=tolerance)
+def test_to_canonical(kb_with_test_rules, analyte, value, unit, expected, tolerance):
+    converted = to_canonical(kb_with_test_rules.analytes[analyte], value, unit)
+    assert converted == pytest.approx(expected, abs=tolerance)
 
 
-def test_to_canonical_is_exact_at_threshold_edges(kb):
+def test_to_canonical_is_exact_at_threshold_edges(kb_with_test_rules):
     # rounding keeps 35 g/L from becoming 3.5000000000000004 g/dL
-    assert to_canonical(kb.analytes["albumin"], 35, "g/L") == 3.5
-    assert to_canonical(kb.analytes["magnesium"], 1.4, "meq/L") == 0.7
+    assert to_canonical(kb_with_test_rules.analytes["albumin"], 35, "g/L") == 3.5
+    assert to_canonical(kb_with_test_rules.analytes["magnesium"], 1.4, "meq/L") == 0.7
 
 
 @pytest.mark.parametrize(("analyte", "unit"), [
     ("potassium", "g/dL"), ("albumin", "mmol/L"), ("calcium_ionized", "g/L"), ("tsh", "U/L"),
     ("magnesium", "mEq/L"),  # not normalised: callers normalise first
 ])
-def test_to_canonical_refuses_foreign_units(kb, analyte, unit):
-    assert to_canonical(kb.analytes[analyte], 1.0, unit) is None
+def test_to_canonical_refuses_foreign_units(kb_with_test_rules, analyte, unit):
+    assert to_canonical(kb_with_test_rules.analytes[analyte], 1.0, unit) is None
 
 
 @pytest.mark.parametrize(("analyte", "loinc", "value", "expected"), [
@@ -125,5 +126,5 @@ def test_to_canonical_refuses_foreign_units(kb, analyte, unit):
     ("magnesium", None, 0.7, None),
     ("pth", "2731-8", 40.0, None),  # no inference row
 ])
-def test_infer_unit(kb, analyte, loinc, value, expected):
-    assert infer_unit(kb.analytes[analyte], loinc, value) == expected
+def test_infer_unit(kb_with_test_rules, analyte, loinc, value, expected):
+    assert infer_unit(kb_with_test_rules.analytes[analyte], loinc, value) == expected
