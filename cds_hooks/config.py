@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from cds_hooks.validation import problems
 
 ENV_PREFIX = "LIPCDS_"
 ENVIRONMENTS = ("production", "development", "test")
@@ -112,8 +117,8 @@ def load_settings(
     environ = os.environ if environ is None else environ
     defaults = Settings()
     values: dict[str, Any] = {}
-    known = {f.name for f in fields(Settings)}
-    for f in fields(Settings):
+    known = {f.name for f in dataclass_fields(Settings)}
+    for f in dataclass_fields(Settings):
         raw = environ.get(ENV_PREFIX + f.name.upper())
         if raw is not None and f.name != "clock":
             values[f.name] = _parse(f.name, raw, getattr(defaults, f.name))
@@ -127,36 +132,81 @@ def load_settings(
     return settings
 
 
+_POSITIVE = validate.Range(min=0, min_inclusive=False, error="must be greater than 0")
+
+
+def _number_values(value: Any) -> None:
+    for key, number in value.items():
+        if not isinstance(number, int | float) or isinstance(number, bool):
+            raise ValidationError(f"{key}: must be a number")
+
+
+class _SettingsSchema(Schema):
+    """The checks of every setting; field `foo_bar` stands for LIPCDS_FOO_BAR."""
+
+    class Meta:
+        unknown = EXCLUDE  # the other settings are checked where they are used
+
+    env = fields.String(
+        validate=validate.OneOf(
+            ENVIRONMENTS, error=f"must be one of {', '.join(ENVIRONMENTS)}, not {{input!r}}"
+        )
+    )
+    auth_mode = fields.String(
+        validate=validate.OneOf(
+            ("jwt", "disabled"), error="must be 'jwt' or 'disabled', not {input!r}"
+        )
+    )
+    max_body_bytes = fields.Integer(
+        validate=validate.Range(min=1024, error="must be at least 1024")
+    )
+    fhir_connect_timeout = fields.Float(validate=_POSITIVE)
+    fhir_read_timeout = fields.Float(validate=_POSITIVE)
+    fhir_deadline_seconds = fields.Float(validate=_POSITIVE)
+    fhir_max_pages = fields.Integer(validate=validate.Range(min=1, error="must be at least 1"))
+    clock_skew_seconds = fields.Integer(
+        validate=validate.Range(min=0, max=600, error="must be between 0 and 600")
+    )
+    threshold_overrides = fields.Dict(keys=fields.String(), validate=_number_values)
+    public_base_url = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^https?://", error="must be an absolute http(s) URL"),
+    )
+    cors_origins = fields.List(fields.Raw())
+
+    @validates_schema
+    def _production(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("env") != "production":
+            return
+        if data.get("auth_mode") == "disabled":
+            raise ValidationError(
+                "'disabled' is refused when LIPCDS_ENV=production; "
+                "set LIPCDS_ENV=development for local use",
+                "auth_mode",
+            )
+        if "*" in data.get("cors_origins", []):
+            raise ValidationError("'*' is only allowed outside production", "cors_origins")
+        if data.get("auth_mode") == "jwt" and not data.get("public_base_url"):
+            # Without it the expected JWT audience would come from the Host header, which
+            # the caller chooses: a token minted for another service could then pass as ours.
+            raise ValidationError(
+                "required in production, it is the audience every EHR token must name "
+                "(e.g. https://cds.example.org)",
+                "public_base_url",
+            )
+
+
+_SETTINGS_SCHEMA = _SettingsSchema()
+
+
 def _check(s: Settings) -> None:
-    if s.env not in ENVIRONMENTS:
-        raise ConfigError(f"LIPCDS_ENV: must be one of {', '.join(ENVIRONMENTS)}, not {s.env!r}")
-    if s.auth_mode not in ("jwt", "disabled"):
-        raise ConfigError(f"LIPCDS_AUTH_MODE: must be 'jwt' or 'disabled', not {s.auth_mode!r}")
-    if s.auth_mode == "disabled" and s.is_production:
-        raise ConfigError(
-            "LIPCDS_AUTH_MODE=disabled is refused when LIPCDS_ENV=production; "
-            "set LIPCDS_ENV=development for local use"
-        )
-    if s.max_body_bytes < 1024:
-        raise ConfigError("LIPCDS_MAX_BODY_BYTES: must be at least 1024")
-    for name in ("fhir_connect_timeout", "fhir_read_timeout", "fhir_deadline_seconds"):
-        if getattr(s, name) <= 0:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()}: must be greater than 0")
-    if s.fhir_max_pages < 1:
-        raise ConfigError("LIPCDS_FHIR_MAX_PAGES: must be at least 1")
-    if s.clock_skew_seconds < 0 or s.clock_skew_seconds > 600:
-        raise ConfigError("LIPCDS_CLOCK_SKEW_SECONDS: must be between 0 and 600")
-    if s.is_production and "*" in s.cors_origins:
-        raise ConfigError("LIPCDS_CORS_ORIGINS: '*' is only allowed outside production")
-    for key, value in s.threshold_overrides.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ConfigError(f"LIPCDS_THRESHOLD_OVERRIDES: {key}: must be a number")
-    if s.is_production and s.auth_mode == "jwt" and not s.public_base_url:
-        # Without it the expected JWT audience would come from the Host header, which the
-        # caller chooses: a token minted for another service could then pass as ours.
-        raise ConfigError(
-            "LIPCDS_PUBLIC_BASE_URL: required in production, it is the audience every EHR "
-            "token must name (e.g. https://cds.example.org)"
-        )
-    if s.public_base_url is not None and not s.public_base_url.startswith(("https://", "http://")):
-        raise ConfigError("LIPCDS_PUBLIC_BASE_URL: must be an absolute http(s) URL")
+    values = {f.name: getattr(s, f.name) for f in dataclass_fields(Settings)}
+    errors = _SETTINGS_SCHEMA.validate(values)
+    if errors:
+        lines = []
+        for path, message in problems(errors):
+            name, _, rest = path.partition(".")
+            variable = ENV_PREFIX + name.upper() if name else "settings"
+            where = f"{variable}{'.' + rest if rest else ''}"
+            lines.append(f"{where}: {message}")
+        raise ConfigError("; ".join(lines))

@@ -24,25 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 
 from cds_hooks.config import ConfigError
-from cds_hooks.http.schemas import flatten_messages
+from cds_hooks.validation import NONBLANK, flatten_messages
 from knowledge.kb import KnowledgeBase
 from knowledge.policy import Policy, PolicyError
-
-_NONBLANK = validate.Length(min=1)
 
 
 class _SiteSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    issuer = fields.String(required=True, validate=_NONBLANK)
-    tenant = fields.String(validate=_NONBLANK)
-    name = fields.String(validate=_NONBLANK)
-    rules_enabled = fields.List(fields.String(validate=_NONBLANK))
-    rules_disabled = fields.List(fields.String(validate=_NONBLANK))
+    issuer = fields.String(required=True, validate=NONBLANK)
+    tenant = fields.String(validate=NONBLANK)
+    name = fields.String(validate=NONBLANK)
+    rules_enabled = fields.List(fields.String(validate=NONBLANK))
+    rules_disabled = fields.List(fields.String(validate=NONBLANK))
     thresholds = fields.Dict(keys=fields.String(), values=fields.Raw())  # Policy checks them
     shadow = fields.Boolean(load_default=False)
 

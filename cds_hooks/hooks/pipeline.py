@@ -15,7 +15,8 @@ from cds_hooks.conformance import response_problems
 from cds_hooks.hooks.call import HookCall
 from cds_hooks.hooks.prefetch import resolve_data
 from cds_hooks.http.errors import InvalidRequest, UnknownService
-from cds_hooks.http.schemas import CONTEXT_SCHEMAS, HookRequestSchema, flatten_messages
+from cds_hooks.http.schemas import CONTEXT_SCHEMAS, HookRequestSchema
+from cds_hooks.validation import flatten_messages
 from knowledge.kb import KnowledgeBase, ServiceDefinition
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Wire schemas of CDS Hooks 2.0: the hook request envelope and each hook's context.
+"""Wire schemas of CDS Hooks 2.0: the hook request envelope, each hook's context, feedback.
 
 https://cds-hooks.hl7.org/2.0/#http-request — unknown fields are tolerated (hooks gain
 context fields in minor versions), required ones are not. Messages name fields, never
@@ -8,6 +8,7 @@ echo values: a request may carry an access token.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -16,15 +17,18 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     validate,
     validates_schema,
 )
+
+from cds_hooks.store import FeedbackItem
+from cds_hooks.validation import NONBLANK
 
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR id datatype
 _USER_REF = re.compile(
     r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
 )
-_NONBLANK = validate.Length(min=1)
 
 
 class FhirAuthorizationSchema(Schema):
@@ -33,12 +37,12 @@ class FhirAuthorizationSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    access_token = fields.String(required=True, validate=_NONBLANK)
+    access_token = fields.String(required=True, validate=NONBLANK)
     token_type = fields.String(required=True, validate=validate.Equal("Bearer"))
     expires_in = fields.Integer(required=True, strict=True)
-    scope = fields.String(required=True, validate=_NONBLANK)
-    subject = fields.String(required=True, validate=_NONBLANK)
-    patient = fields.String(validate=_NONBLANK)
+    scope = fields.String(required=True, validate=NONBLANK)
+    subject = fields.String(required=True, validate=NONBLANK)
+    patient = fields.String(validate=NONBLANK)
 
 
 class HookRequestSchema(Schema):
@@ -47,7 +51,7 @@ class HookRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    hook = fields.String(required=True, validate=_NONBLANK)
+    hook = fields.String(required=True, validate=NONBLANK)
     hook_instance = fields.String(
         required=True, data_key="hookInstance", validate=validate.Length(min=1, max=128)
     )
@@ -103,7 +107,7 @@ class OrderContextSchema(PatientViewContextSchema):
 
 
 class OrderSelectContextSchema(OrderContextSchema):
-    selections = fields.List(fields.String(validate=_NONBLANK), required=True)
+    selections = fields.List(fields.String(validate=NONBLANK), required=True)
 
 
 CONTEXT_SCHEMAS: dict[str, type[Schema]] = {
@@ -113,16 +117,121 @@ CONTEXT_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
-def flatten_messages(messages: Any, prefix: str = "") -> list[str]:
-    """marshmallow's nested error dict as `field.path: message` lines, for an OperationOutcome."""
-    if isinstance(messages, dict):
-        lines: list[str] = []
-        for key, value in messages.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            lines.extend(flatten_messages(value, path))
-        return lines
-    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        return [f"{prefix}: {m}" if prefix else m for m in messages]
-    if isinstance(messages, list):
-        return [line for m in messages for line in flatten_messages(m, prefix)]
-    return [f"{prefix}: {messages}" if prefix else str(messages)]
+# -- feedback: https://cds-hooks.hl7.org/2.0/#feedback ------------------------------------
+
+OUTCOMES = ("accepted", "overridden")
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class Rfc3339(fields.Field):
+    """An RFC 3339 date-time with its offset (the spec asks for UTC); loads aware UTC."""
+
+    default_error_messages = {"invalid": "must be an RFC 3339 date-time, e.g. 2026-11-21T10:15:00Z"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        match = _RFC3339.match(value) if isinstance(value, str) else None
+        if not match:
+            raise self.make_error("invalid")
+        day, clock, fraction, offset = match.groups()
+        # fromisoformat wants at most six fraction digits; RFC 3339 allows any number.
+        micro = f".{(fraction or '0')[:6]:0<6}"
+        offset = "+00:00" if offset in ("Z", "z") else offset
+        try:
+            return datetime.fromisoformat(f"{day}T{clock}{micro}{offset}").astimezone(UTC)
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+
+class CodingSchema(Schema):
+    """https://cds-hooks.hl7.org/2.0/#coding — code and system required."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    system = fields.String(required=True, validate=NONBLANK)
+    code = fields.String(required=True, validate=NONBLANK)
+    display = fields.String(validate=NONBLANK)
+
+
+class OverrideReasonSchema(Schema):
+    """https://cds-hooks.hl7.org/2.0/#overridereason"""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    reason = fields.Nested(CodingSchema)
+    user_comment = fields.String(data_key="userComment", validate=NONBLANK)
+
+    @validates_schema
+    def _reason_or_comment(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # cds-fb-3
+        if "reason" not in data and "user_comment" not in data:
+            raise ValidationError("needs a reason or a userComment (cds-fb-3)", "reason")
+
+
+class AcceptedSuggestionSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True, validate=NONBLANK)
+
+
+class FeedbackItemSchema(Schema):
+    """https://cds-hooks.hl7.org/2.0/#feedback — one card's outcome."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    card = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))  # cds-fb-1
+    accepted_suggestions = fields.List(
+        fields.Nested(AcceptedSuggestionSchema),
+        data_key="acceptedSuggestions",
+        validate=validate.Length(min=1),  # §1.1: no empty arrays
+    )
+    override_reason = fields.Nested(OverrideReasonSchema, data_key="overrideReason")
+    outcome_timestamp = Rfc3339(required=True, data_key="outcomeTimestamp")
+
+    @validates_schema
+    def _outcome_fields(self, data: dict[str, Any], **kwargs: Any) -> None:
+        outcome = data.get("outcome")
+        if outcome == "accepted" and "accepted_suggestions" not in data:
+            # cds-fb-2
+            raise ValidationError(
+                "required when outcome is accepted (cds-fb-2)", "acceptedSuggestions"
+            )
+        # The contrary cases carry no meaning and would corrupt the override statistics.
+        if outcome == "overridden" and "accepted_suggestions" in data:
+            raise ValidationError("not allowed when outcome is overridden", "acceptedSuggestions")
+        if outcome == "accepted" and "override_reason" in data:
+            raise ValidationError("not allowed when outcome is accepted", "overrideReason")
+
+    @post_load
+    def _item(self, data: dict[str, Any], **kwargs: Any) -> FeedbackItem:
+        reason = data.get("override_reason", {})
+        coding = reason.get("reason", {})
+        return FeedbackItem(
+            card=data["card"],
+            outcome=data["outcome"],
+            outcome_timestamp=data["outcome_timestamp"],
+            accepted_suggestions=tuple(
+                dict.fromkeys(s["id"] for s in data.get("accepted_suggestions", ()))
+            ),
+            reason_system=coding.get("system"),
+            reason_code=coding.get("code"),
+            reason_display=coding.get("display"),
+            user_comment=reason.get("user_comment"),
+        )
+
+
+class FeedbackSchema(Schema):
+    """The request body: `{"feedback": [Feedback, ...]}`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    feedback = fields.List(
+        fields.Nested(FeedbackItemSchema), required=True, validate=validate.Length(min=1, max=500)
+    )

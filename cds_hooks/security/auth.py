@@ -24,12 +24,22 @@ import jwt
 import requests
 from flask import Flask, g, request
 from jwt.exceptions import InvalidTokenError, PyJWKError
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 from sqlalchemy import Engine
 
 from cds_hooks.config import ConfigError, Settings
 from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
 from cds_hooks.security.logsafe import install_log_redaction
 from cds_hooks.security.replay import ReplayGuard, ReplayGuardUnavailable, build_replay_guard
+from cds_hooks.validation import NONBLANK, flatten_messages
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -93,68 +103,102 @@ def _plain_url(url: str) -> bool:
     return ".." not in parts.path.split("/") and "%2e" not in parts.path.lower()
 
 
+class _StringOrList(fields.List):
+    """A list of strings, or one string standing for a list of one."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        return super()._deserialize([value] if isinstance(value, str) else value, attr, data)
+
+
+class _TrustedIssuerSchema(Schema):
+    """One entry of LIPCDS_TRUSTED_ISSUERS."""
+
+    class Meta:
+        unknown = RAISE
+
+    error_messages = {
+        "type": "must be an object with at least 'iss'",
+        "unknown": "unknown key",
+    }
+
+    iss = fields.String(
+        required=True,
+        validate=validate.Regexp(r".*\S", error="must be a non-empty string"),
+        error_messages={"required": "required (a non-empty string)"},
+    )
+    jwks_url = fields.String()
+    jku_allow = _StringOrList(fields.String(), load_default=list)
+    tenants = fields.List(
+        fields.String(validate=NONBLANK),
+        error_messages={"invalid": "must be a list of strings"},
+    )
+    algorithms = fields.List(
+        fields.String(),
+        validate=validate.Length(min=1, error="must be a non-empty list"),
+        error_messages={"invalid": "must be a non-empty list"},
+    )
+
+    def __init__(self, allowed: frozenset[str], *, production: bool):
+        super().__init__()
+        self.allowed = allowed
+        self.production = production
+
+    @validates_schema
+    def _urls_and_algorithms(self, data: dict[str, Any], **kwargs: Any) -> None:
+        jwks_url = data.get("jwks_url")
+        jku_allow = data.get("jku_allow", [])
+        if jwks_url is None and not jku_allow:
+            raise ValidationError("needs 'jwks_url' or 'jku_allow' (where its keys are)")
+        named = (("jwks_url", [jwks_url] if jwks_url is not None else []), ("jku_allow", jku_allow))
+        for name, urls in named:
+            for url in urls:
+                if not _plain_url(url):
+                    raise ValidationError(f"{url!r} is not a plain http(s) URL", name)
+                if self.production and not url.startswith("https://"):
+                    raise ValidationError(f"{url!r} must use https in production", name)
+                if name == "jku_allow" and not url.endswith("/") and _no_path(url):
+                    raise ValidationError(f"entry {url!r} needs a path", name)
+        outside = set(data.get("algorithms", ())) - self.allowed
+        if outside:
+            raise ValidationError(
+                f"{sorted(outside)} are not in LIPCDS_ALLOWED_ALGORITHMS", "algorithms"
+            )
+
+    @post_load
+    def _issuer(self, data: dict[str, Any], **kwargs: Any) -> TrustedIssuer:
+        tenants = data.get("tenants")
+        return TrustedIssuer(
+            iss=data["iss"],
+            jwks_url=data.get("jwks_url"),
+            jku_allow=tuple(data["jku_allow"]),
+            tenants=frozenset(tenants) if tenants is not None else None,
+            algorithms=frozenset(data["algorithms"]) if "algorithms" in data else self.allowed,
+        )
+
+
 def parse_trusted_issuers(
     entries: Iterable[Any], allowed_algorithms: Iterable[str], *, production: bool
 ) -> dict[str, TrustedIssuer]:
     """Check LIPCDS_TRUSTED_ISSUERS; a bad entry stops start-up with the entry named."""
-    allowed = check_algorithms(allowed_algorithms)
+    schema = _TrustedIssuerSchema(check_algorithms(allowed_algorithms), production=production)
     issuers: dict[str, TrustedIssuer] = {}
     for index, entry in enumerate(entries):
         where = f"LIPCDS_TRUSTED_ISSUERS[{index}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}: must be an object with at least 'iss'")
-        iss = entry.get("iss")
-        if not isinstance(iss, str) or not iss.strip():
-            raise ConfigError(f"{where}: 'iss' is required and must be a non-empty string")
-        where = f"{where} (iss={iss!r})"
-        unknown = set(entry) - {"iss", "jwks_url", "jku_allow", "tenants", "algorithms"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
-        if iss in issuers:
+        iss = entry.get("iss") if isinstance(entry, Mapping) else None
+        if isinstance(iss, str) and iss.strip():
+            where = f"{where} (iss={iss!r})"
+        try:
+            issuer = schema.load(entry)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: " + "; ".join(flatten_messages(exc.messages))) from None
+        if issuer.iss in issuers:
             raise ConfigError(f"{where}: issuer listed twice")
-
-        jwks_url = entry.get("jwks_url")
-        jku_allow = entry.get("jku_allow", [])
-        if isinstance(jku_allow, str):
-            jku_allow = [jku_allow]
-        urls = ([jwks_url] if jwks_url is not None else []) + list(jku_allow)
-        if not urls:
-            raise ConfigError(f"{where}: needs 'jwks_url' or 'jku_allow' (where its keys are)")
-        for url in urls:
-            if not isinstance(url, str) or not _plain_url(url):
-                raise ConfigError(f"{where}: {url!r} is not a plain http(s) URL")
-            if production and not url.startswith("https://"):
-                raise ConfigError(f"{where}: {url!r} must use https in production")
-            if url in jku_allow and not url.endswith("/") and urlsplit(url).path in ("", "/"):
-                raise ConfigError(f"{where}: jku_allow entry {url!r} needs a path")
-
-        tenants = entry.get("tenants")
-        if tenants is not None and (
-            not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants)
-        ):
-            raise ConfigError(f"{where}: 'tenants' must be a list of strings")
-
-        algorithms = entry.get("algorithms")
-        if algorithms is None:
-            issuer_algs = allowed
-        else:
-            if not isinstance(algorithms, list) or not algorithms:
-                raise ConfigError(f"{where}: 'algorithms' must be a non-empty list")
-            outside = set(algorithms) - allowed
-            if outside:
-                raise ConfigError(
-                    f"{where}: algorithms {sorted(outside)} are not in LIPCDS_ALLOWED_ALGORITHMS"
-                )
-            issuer_algs = frozenset(algorithms)
-
-        issuers[iss] = TrustedIssuer(
-            iss=iss,
-            jwks_url=jwks_url,
-            jku_allow=tuple(jku_allow),
-            tenants=frozenset(tenants) if tenants is not None else None,
-            algorithms=issuer_algs,
-        )
+        issuers[issuer.iss] = issuer
     return issuers
+
+
+def _no_path(url: str) -> bool:
+    return urlsplit(url).path in ("", "/")
 
 
 def check_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
