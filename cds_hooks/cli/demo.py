@@ -247,7 +247,7 @@ def _searchset(found: list[dict[str, Any]]) -> dict[str, Any]:
     return bundle
 
 
-# -- issue #4: order-select and order-sign demo requests ---------------------------------
+# -- order-select and order-sign demo requests -------------------------------------------
 # Each file in `cds_hooks/cli/demo_data/orders/` names a demo patient, a hook and the draft orders;
 # the request is built when it is loaded, so the patient's dates stay fresh.
 
@@ -285,5 +285,3 @@ def order_demo_request(name: str, now: datetime | None = None) -> dict[str, Any]
         request["context"]["selections"] = list(spec.get("selections", []))
     return request
 
-
-# -- end issue #4 --

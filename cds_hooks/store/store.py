@@ -277,7 +277,7 @@ class Store:
             raise RecordRejected(f"values the database cannot hold: {type(exc).__name__}") from exc
         return len(inserted)
 
-    # -- issue #4: repeats between order-select and order-sign ------------------------
+    # -- repeats between order-select and order-sign ---------------------------------
 
     def shown_at_order_select(
         self, *, encounter_id: str, issuer: str | None = None, tenant: str | None = None

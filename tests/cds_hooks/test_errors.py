@@ -1,4 +1,4 @@
-"""Error answers (issue #2): JSON OperationOutcomes with the right status, naming the problem.
+"""Error answers: JSON OperationOutcomes with the right status, naming the problem.
 
 Malformed JSON 400, wrong content type 415, missing fields 400, hook mismatch 400, unknown
 service 404, oversized body 413, wrong method 405, required prefetch unavailable 412. A

@@ -1,4 +1,4 @@
-"""Fixtures and builders for the order-select and order-sign services (issue #4).
+"""Fixtures and builders for the order-select and order-sign services.
 
 Patients are built by hand, dated against a fixed clock, so each test shows the few
 resources its case rests on.

@@ -1,4 +1,4 @@
-"""order-select and order-sign through the HTTP app (issue #4)."""
+"""order-select and order-sign through the HTTP app."""
 
 from __future__ import annotations
 
