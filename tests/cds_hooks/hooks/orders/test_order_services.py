@@ -11,7 +11,7 @@ from cds_hooks import create_app
 from cds_hooks.hooks.pipeline import run_hook
 from cds_hooks.runtime import runtime
 from cds_hooks.store import StoreUnavailable
-from tests.order_services.conftest import (
+from tests.cds_hooks.hooks.orders.conftest import (
     NOW,
     call,
     concerns,

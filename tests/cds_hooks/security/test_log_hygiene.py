@@ -15,7 +15,7 @@ from cds_hooks.app import create_app
 from cds_hooks.hooks.registry import HANDLERS, ServiceRegistry
 from cds_hooks.runtime import runtime
 from cds_hooks.security.logsafe import REDACTED, install_log_redaction, redact
-from tests.cds_hooks.jwt_helpers import (
+from tests.cds_hooks.security.jwt_helpers import (
     BASE,
     JWKS_URL,
     SERVICE,

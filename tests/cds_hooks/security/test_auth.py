@@ -28,7 +28,7 @@ from cds_hooks.security.auth import (
 )
 from cds_hooks.security.replay import ReplayGuardUnavailable
 from cds_hooks.store import Store
-from tests.cds_hooks.jwt_helpers import (
+from tests.cds_hooks.security.jwt_helpers import (
     BASE,
     ISS,
     JKU_PREFIX,

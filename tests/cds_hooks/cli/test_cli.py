@@ -12,30 +12,15 @@ import pytest
 from cds_hooks.cli import commands as cli
 from cds_hooks.cli.demo import as_transaction, hook_request, load_demo
 from knowledge import load_knowledge_base
+from tests.demo_cards import DEMO_CARDS
 
 NOW = "2026-03-02T12:00:00Z"
 CARD_LINE = re.compile(r"^\[\d+\] (INFO|WARNING|CRITICAL)  (\S+)$", re.MULTILINE)
 
-# What each demo patient must produce (clinical reference §5), card kind -> indicator.
+# The demo table, with indicators as the terminal prints them.
 EXPECTED_CARDS = {
-    "benign-twitch-normal-labs": {"lifestyle-advice": "INFO"},
-    "low-magnesium-mgdl": {"hypomagnesemia-workup": "WARNING", "lifestyle-advice": "INFO"},
-    # K 3.1 sent as "mEq/L" (not valid UCUM) is still read as 3.1 mmol/L
-    "low-potassium-meq": {"hypokalemia-workup": "WARNING", "lifestyle-advice": "INFO"},
-    # corrected Ca 7.9 + 0.8 x (4.0 - 2.8) = 8.86 mg/dL: not low, whatever the lab flag says
-    "low-calcium-low-albumin": {"lifestyle-advice": "INFO"},
-    # sertraline started 14 days before onset: inside the 30-day window
-    "ssri-started-before-twitch": {
-        "medication-side-effect:sertraline": "WARNING",
-        "lifestyle-advice": "INFO",
-    },
-    # a critical red flag suppresses the lifestyle card (R1)
-    "facial-droop": {"neurology-referral-red-flag": "CRITICAL"},
-    "no-complaint": {},
-    # 200-day-old results are stale: order again, never judge them
-    "stale-labs": {"lab-workup-missing": "INFO", "lifestyle-advice": "INFO"},
-    # Ca 8.7 below the lab's pediatric range 8.8-10.8 mg/dL
-    "pediatric-twitch": {"hypocalcemia-workup": "WARNING", "lifestyle-advice": "INFO"},
+    name: {kind: indicator.upper() for kind, indicator in cards.items()}
+    for name, cards in DEMO_CARDS.items()
 }
 
 

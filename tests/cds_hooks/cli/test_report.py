@@ -10,7 +10,7 @@ import pytest
 from cds_hooks.cli import main
 from cds_hooks.cli.report import build_report, period_bounds, render_chart, render_table
 from cds_hooks.store import FeedbackItem, migrate
-from tests.store.conftest import make_card, record
+from tests.cds_hooks.conftest import make_card, record
 
 SERVICE = "lip-twitch-patient-view"
 NOV = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)

@@ -23,8 +23,8 @@ from cds_hooks.store.writer import (
     RecordWriter,
     spool_directory,
 )
-from tests.store.conftest import POSTGRES, count_rows, make_card
-from tests.store.workers import spool_and_crash
+from tests.cds_hooks.conftest import POSTGRES, count_rows, make_card
+from tests.cds_hooks.store.workers import spool_and_crash
 from tests.support.tcp_proxy import TcpProxy
 
 SERVICE = "lip-twitch-patient-view"

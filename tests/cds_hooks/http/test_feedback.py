@@ -11,7 +11,7 @@ import pytest
 from cds_hooks import create_app
 from cds_hooks.cli.demo import hook_request, load_demo
 from cds_hooks.hooks.pipeline import run_hook
-from tests.store.conftest import PATIENT_KEY, count_rows
+from tests.cds_hooks.conftest import PATIENT_KEY, count_rows
 
 SERVICE = "lip-twitch-patient-view"
 FEEDBACK_URL = f"/cds-services/{SERVICE}/feedback"

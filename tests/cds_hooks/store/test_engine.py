@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from cds_hooks.store import Store, StoreUnavailable
 from cds_hooks.store.engine import WATCHDOG, EngineLimits, postgres_connect_args
-from tests.store.conftest import POSTGRES
+from tests.cds_hooks.conftest import POSTGRES
 from tests.support.tcp_proxy import TcpProxy
 
 # A frozen database may cost a call the operation timeout (2 s) plus scheduling noise on a

@@ -14,18 +14,9 @@ from cds_hooks.hooks.pipeline import parse_request
 from fhir_mapping.records import interpret_prefetch
 from knowledge import load_knowledge_base
 from knowledge.model import DataState
+from tests.demo_cards import DEMO_CARDS
 
-EXPECTED_DEMOS = {
-    "benign-twitch-normal-labs",
-    "low-magnesium-mgdl",
-    "low-potassium-meq",
-    "low-calcium-low-albumin",
-    "ssri-started-before-twitch",
-    "facial-droop",
-    "no-complaint",
-    "stale-labs",
-    "pediatric-twitch",
-}
+EXPECTED_DEMOS = set(DEMO_CARDS)
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 NOW = datetime(2031, 7, 4, 15, 30, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ import multiprocessing
 import pytest
 from sqlalchemy import text
 
-from tests.store.conftest import PATIENT_KEY, count_rows, make_card, record
-from tests.store.workers import post_feedback, post_hooks, submit_records
+from tests.cds_hooks.conftest import PATIENT_KEY, count_rows, make_card, record
+from tests.cds_hooks.store.workers import post_feedback, post_hooks, submit_records
 
 PROCESSES = 4
 PER_PROCESS = 50

@@ -10,7 +10,7 @@ import responses
 
 from cds_hooks.app import create_app
 from cds_hooks.config import ConfigError
-from tests.cds_hooks.jwt_helpers import (
+from tests.cds_hooks.security.jwt_helpers import (
     JWKS_URL,
     SERVICE_AUD,
     SERVICE_PATH,

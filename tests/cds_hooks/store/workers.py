@@ -43,7 +43,7 @@ def spool_and_crash(database_url: str, spool_dir: str, count: int) -> None:
     from cds_hooks.store import Store
     from cds_hooks.store.store import CardRecord
     from cds_hooks.store.writer import RecordWriter
-    from tests.store.conftest import make_card
+    from tests.cds_hooks.conftest import make_card
 
     store = Store(database_url)
     writer = RecordWriter(store, spool_dir, flush_interval=3600, batch_size=count + 1)
@@ -96,7 +96,7 @@ def submit_records(database_url: str, spool_dir: str, count: int, start: Any, re
     from cds_hooks.store import Store
     from cds_hooks.store.store import CardRecord
     from cds_hooks.store.writer import RecordWriter
-    from tests.store.conftest import make_card
+    from tests.cds_hooks.conftest import make_card
 
     store = Store(database_url)
     writer = RecordWriter(store, spool_dir)

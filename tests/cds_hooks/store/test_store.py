@@ -12,7 +12,7 @@ from sqlalchemy import inspect, select, text
 
 from cds_hooks.store import FeedbackItem, Store, StoreUnavailable, UnknownCard, migrate
 from cds_hooks.store.models import Base, Feedback, IssuedCard, IssuedSuggestion
-from tests.store.conftest import count_rows, make_card, record
+from tests.cds_hooks.conftest import count_rows, make_card, record
 
 SERVICE = "lip-twitch-patient-view"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)

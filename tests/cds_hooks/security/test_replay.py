@@ -20,7 +20,7 @@ from cds_hooks.security.replay import (
 )
 from cds_hooks.store import Store
 from cds_hooks.store.store import make_engine
-from tests.cds_hooks.jwt_helpers import REDIS_URL, require_server
+from tests.cds_hooks.security.jwt_helpers import REDIS_URL, require_server
 
 ISS = "https://ehr.example.org"
 
