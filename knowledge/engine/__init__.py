@@ -1,20 +1,39 @@
 """The rule engine: facts → findings, by the rules of the knowledge base.
 
 `core` holds the evaluator registry and the one evaluation loop, `labs` the lab judgement
-every rule shares; the evaluators are grouped by clinical area (`general`, `electrolytes`,
-`medications`, `neurology`) and register themselves by name when imported here.
+every rule shares, `contract` the check of every rule against its evaluator; the evaluators
+are grouped by clinical area and register themselves by name when imported here.
 """
 
-from knowledge.engine import electrolytes, general, medications, neurology
 from knowledge.engine.core import EVALUATORS, EngineError, evaluate, evaluate_orders
+from knowledge.engine.electrolytes import (
+    hypoparathyroidism,
+    low_analyte,
+    low_calcium,
+    missing_labs,
+)
+from knowledge.engine.general import data_unavailable, lifestyle
+from knowledge.engine.medications import (
+    depleting_medication,
+    draft_medication,
+    suspect_medication,
+)
+from knowledge.engine.neurology import known_conditions, red_flags
 
 __all__ = [
     "EVALUATORS",
     "EngineError",
-    "electrolytes",
+    "data_unavailable",
+    "depleting_medication",
+    "draft_medication",
     "evaluate",
     "evaluate_orders",
-    "general",
-    "medications",
-    "neurology",
+    "hypoparathyroidism",
+    "known_conditions",
+    "lifestyle",
+    "low_analyte",
+    "low_calcium",
+    "missing_labs",
+    "red_flags",
+    "suspect_medication",
 ]
