@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
-from cds_hooks.logsafe import install_log_redaction, redact
+from cds_hooks.security.logsafe import install_log_redaction, redact
 
 FORMAT_ENV = "LIPCDS_LOG_FORMAT"
 LOG_FORMATS = ("json", "text")

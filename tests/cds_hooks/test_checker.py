@@ -18,7 +18,7 @@ from cds_hooks.checker import (
     run_check,
     synthetic_prefetch,
 )
-from cds_hooks.demo import hook_request, load_demo
+from cds_hooks.cli.demo import hook_request, load_demo
 from tests.cds_hooks.broken_cds_service import broken_app, serving
 from tests.cds_hooks.live_lipcds import CORS_ORIGIN, running_lipcds
 

@@ -7,6 +7,7 @@ import pytest
 from cds_hooks import create_app
 from cds_hooks.ops import metrics as ops_metrics
 from cds_hooks.ops import observe, openapi
+from cds_hooks.runtime import runtime
 
 CONFIG = {
     "env": "development",
@@ -19,7 +20,7 @@ CONFIG = {
 def ops_app(**overrides):
     app = create_app({**CONFIG, **overrides})
     if "metrics" not in app.blueprints:
-        rt = app.extensions["lipcds"]
+        rt = runtime(app)
         metrics = ops_metrics.Metrics(rt.kb.services, rt.kb.version)
         observe.install_observation(app, metrics)
 
@@ -27,7 +28,7 @@ def ops_app(**overrides):
             observe.note_hook_instance(call.hook_instance)
             observe.note_cards(result.cards)
 
-        rt.extras.setdefault("on_result", []).append(noted)
+        rt.listeners.append(noted)
         ops_metrics.install_metrics(app, metrics)
         openapi.install_openapi(
             app,
@@ -42,6 +43,6 @@ def ops_app(**overrides):
 def app():
     built = ops_app()
     yield built
-    store = built.extensions["lipcds"].extras.get("store")
+    store = runtime(built).store
     if store is not None:
         store.dispose()

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from cds_hooks.demo import hook_request, load_demo
+from cds_hooks.cli.demo import hook_request, load_demo
 from cds_hooks.ops import logs
 
 SERVICE = "lip-twitch-patient-view"

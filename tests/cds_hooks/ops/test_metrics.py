@@ -8,8 +8,9 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_hooks.demo import hook_request, load_demo
+from cds_hooks.cli.demo import hook_request, load_demo
 from cds_hooks.ops.metrics import Metrics, auth_reason, metrics_blueprint
+from cds_hooks.runtime import runtime
 
 SERVICE = "lip-twitch-patient-view"
 
@@ -55,7 +56,7 @@ def test_hook_calls_are_counted_timed_and_their_cards_counted(app):
         ) == 3 * sum(
             1 for c in cards if c["source"]["topic"]["code"] == kind and c["indicator"] == indicator
         )
-    version = app.extensions["lipcds"].kb.version
+    version = runtime(app).kb.version
     assert value(found, "lipcds_knowledge_base_info", version=str(version)) == 1
 
 

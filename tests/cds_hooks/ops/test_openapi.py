@@ -5,6 +5,7 @@ from __future__ import annotations
 from openapi_spec_validator import validate
 
 from cds_hooks.ops.openapi import openapi_path, routes
+from cds_hooks.runtime import runtime
 
 
 def test_the_document_validates_and_covers_every_route(app):
@@ -39,7 +40,7 @@ def test_the_hook_call_is_described_from_the_wire_schemas(app):
     call = document["paths"]["/cds-services/{service_id}"]["post"]
     assert {"200", "400", "401", "404", "412"} <= set(call["responses"])
     parameter = document["paths"]["/cds-services/{service_id}"]["parameters"][0]
-    assert set(parameter["schema"]["enum"]) == set(app.extensions["lipcds"].kb.services)
+    assert set(parameter["schema"]["enum"]) == set(runtime(app).kb.services)
     card = schemas["Card"]
     assert card["properties"]["indicator"]["enum"] == ["info", "warning", "critical"]
     assert card["properties"]["summary"]["maxLength"] == 139
