@@ -2,7 +2,8 @@
 
 Every failure ends as one clear message on stderr and exit status 1 (2 for a usage
 error), never a traceback: the people running this are clinicians-in-IT and
-integration engineers, not Python developers.
+integration engineers, not Python developers. The commands are click commands; each
+one's work is done by a `*_command(args)` function below, which the tests call too.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import os
 import secrets
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+import click
 
 DEFAULT_SERVICE = "lip-twitch-patient-view"
 DEFAULT_HOST = "127.0.0.1"
@@ -42,18 +45,17 @@ class CLIError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lipcds` console script; returns the exit status."""
-    parser = build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in args
     try:
-        # Known-args parsing: the store's commands take arguments this parser leaves to
-        # them (cds_hooks.cli.report defines those); anywhere else a leftover is an error.
-        args, rest = parser.parse_known_args(argv)
-        if rest and not getattr(args, "delegated", False):
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    except SystemExit as exc:  # --help, or a usage error argparse already reported
-        return exc.code if isinstance(exc.code, int) else 2
-    args.rest = rest
-    try:
-        return args.handler(args)
+        status = cli.main(args=args, prog_name="lipcds", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        return 130
     except CLIError as exc:
         _fail(str(exc))
         return exc.status
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:
-        if args.traceback:
+        if show_traceback:
             raise
         message = _known_failure(exc)
         if message is None:
@@ -75,10 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         _fail(message)
         return 1
+    return int(status or 0)
 
 
 def _known_failure(exc: Exception) -> str | None:
     """The one-line message for a failure we expect users to hit, else None."""
+    from cds_hooks.checker import CheckerError
     from cds_hooks.config import ConfigError
     from knowledge import KnowledgeError
     from knowledge.policy import PolicyError
@@ -89,6 +93,8 @@ def _known_failure(exc: Exception) -> str | None:
         return f"configuration error: {exc}"
     if isinstance(exc, PolicyError):
         return f"threshold policy error: {exc}"
+    if isinstance(exc, CheckerError):
+        return f"check: {exc}"
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
@@ -113,104 +119,222 @@ def _fail(message: str) -> None:
     print(f"lipcds: {message}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lipcds",
-        description="CDS Hooks service for lip and facial twitching.",
-    )
-    parser.add_argument(
-        "--traceback", action="store_true", help="show the Python traceback of a failure"
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind ({DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
-    serve.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=int(os.environ.get("WEB_CONCURRENCY", "2")),
-        help="gunicorn worker processes (default: $WEB_CONCURRENCY or 2)",
-    )
-    serve.add_argument(
-        "--dev", action="store_true", help="Flask's development server instead of gunicorn"
-    )
-    serve.set_defaults(handler=serve_command)
-
-    invoke = commands.add_parser(
-        "invoke",
-        help="run one patient through a service in-process and print the cards",
-        description=(
-            "Run a patient through the service in this process (no server, authentication "
-            "off for this call only). INPUT is a JSON file holding a FHIR Bundle "
-            "(collection, searchset or transaction) or a complete CDS Hooks request, "
-            "'-' for standard input, or demo:NAME for a bundled demo patient."
-        ),
-    )
-    invoke.add_argument("input", metavar="INPUT", help="FILE, '-' or demo:NAME")
-    invoke.add_argument(
-        "--service", help=f"service id (default: {DEFAULT_SERVICE}, or the one for the hook)"
-    )
-    invoke.add_argument(
-        "--now", type=_parse_now, help="evaluation time, ISO 8601 (default: the current time)"
-    )
-    invoke.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
-    invoke.set_defaults(handler=invoke_command)
-
-    demo = commands.add_parser("demo", help="the bundled demo patients")
-    demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
-    demo_list = demo_commands.add_parser("list", help="list the demo patients")
-    demo_list.set_defaults(handler=demo_list_command)
-    demo_show = demo_commands.add_parser("show", help="print a demo patient as JSON")
-    demo_show.add_argument("name", metavar="NAME")
-    demo_show.add_argument(
-        "--as",
-        dest="form",
-        choices=("bundle", "transaction", "request"),
-        default="bundle",
-        help="a collection Bundle (default), a transaction for a FHIR server, "
-        "or a patient-view hook request",
-    )
-    demo_show.add_argument("--now", type=_parse_now, help="date the patient as of this time")
-    demo_show.set_defaults(handler=demo_show_command)
-
-    knowledge = commands.add_parser("knowledge", help="the clinical knowledge base")
-    knowledge_commands = knowledge.add_subparsers(
-        dest="knowledge_command", required=True, metavar="ACTION"
-    )
-    check = knowledge_commands.add_parser(
-        "check", help="load and validate the knowledge base, list its rules"
-    )
-    check.add_argument("--dir", help="knowledge directory (default: the packaged one)")
-    check.set_defaults(handler=knowledge_check_command)
-
-    # The store's commands define their own arguments (cds_hooks.cli.report); they are
-    # handed the rest of the command line, so this parser need not know them.
-    report = commands.add_parser(
-        "report", help="governance report of issued cards and feedback", add_help=False
-    )
-    report.set_defaults(handler=report_command, delegated=True)
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    upgrade = db_commands.add_parser(
-        "upgrade", help="bring the database schema up to date", add_help=False
-    )
-    upgrade.set_defaults(handler=db_upgrade_command, delegated=True)
-    return parser
+# -- the command line ----------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+class _PositiveInt(click.ParamType):
+    name = "N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < 1:
+            self.fail("must be at least 1", param, ctx)
+        return number
+
+
+class _Instant(click.ParamType):
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return _parse_now(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Day(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> date:
+        if isinstance(value, date):
+            return value
+        from cds_hooks.cli.report import parse_day
+
+        try:
+            return parse_day(str(value))
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=_CONTEXT)
+@click.option("--traceback", is_flag=True, help="Show the Python traceback of a failure.")
+def cli(traceback: bool) -> None:
+    """CDS Hooks service for lip and facial twitching.
+
+    Run the service, try a patient against it, check the knowledge base, keep the
+    card store's schema current, report to the governance committee, and check any
+    CDS Hooks service against the CDS Hooks 2.0 rules.
+    """
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port.")
+@click.option(
+    "--workers",
+    type=_PositiveInt(),
+    default=lambda: os.environ.get("WEB_CONCURRENCY", "2"),
+    help="gunicorn worker processes (default: $WEB_CONCURRENCY or 2).",
+)
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+def serve(host: str, port: int, workers: int, dev: bool) -> int:
+    """Run the HTTP service (gunicorn)."""
+    return serve_command(argparse.Namespace(host=host, port=port, workers=workers, dev=dev))
+
+
+@cli.command(context_settings=_CONTEXT, short_help="Run one patient through a service.")
+@click.argument("input", metavar="INPUT")
+@click.option(
+    "--service", help=f"Service id (default: {DEFAULT_SERVICE}, or the one for the hook)."
+)
+@click.option("--now", type=_Instant(), help="Evaluation time, ISO 8601 (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw CDS Hooks response.")
+def invoke(input: str, service: str | None, now: datetime | None, as_json: bool) -> int:  # noqa: A002
+    """Run one patient through a service in-process and print the cards.
+
+    No server is started and authentication is off for this call only. INPUT is a JSON
+    file holding a FHIR Bundle (collection, searchset or transaction) or a complete CDS
+    Hooks request, '-' for standard input, or demo:NAME for a bundled demo patient.
+    """
+    return invoke_command(argparse.Namespace(input=input, service=service, now=now, json=as_json))
+
+
+@cli.group(context_settings=_CONTEXT)
+def demo() -> None:
+    """The bundled demo patients."""
+
+
+@demo.command("list", context_settings=_CONTEXT)
+def demo_list() -> int:
+    """List the demo patients."""
+    return demo_list_command(argparse.Namespace())
+
+
+@demo.command("show", context_settings=_CONTEXT)
+@click.argument("name", metavar="NAME")
+@click.option(
+    "--as",
+    "form",
+    type=click.Choice(("bundle", "transaction", "request")),
+    default="bundle",
+    show_default=True,
+    help="A collection Bundle, a transaction for a FHIR server, or a patient-view hook request.",
+)
+@click.option("--now", type=_Instant(), help="Date the patient as of this time.")
+def demo_show(name: str, form: str, now: datetime | None) -> int:
+    """Print a demo patient as JSON."""
+    return demo_show_command(argparse.Namespace(name=name, form=form, now=now))
+
+
+@cli.group(context_settings=_CONTEXT)
+def knowledge() -> None:
+    """The clinical knowledge base."""
+
+
+@knowledge.command("check", context_settings=_CONTEXT)
+@click.option("--dir", "directory", help="Knowledge directory (default: the packaged one).")
+def knowledge_check(directory: str | None) -> int:
+    """Load and validate the knowledge base, list its rules."""
+    return knowledge_check_command(argparse.Namespace(dir=directory))
+
+
+@cli.group(context_settings=_CONTEXT)
+def db() -> None:
+    """The database schema of the card and feedback store."""
+
+
+_DATABASE_URL = click.option("--database-url", help="Default: $LIPCDS_DATABASE_URL.")
+
+
+@db.command("upgrade", context_settings=_CONTEXT)
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@_DATABASE_URL
+def db_upgrade(revision: str, database_url: str | None) -> int:
+    """Bring the database schema up to date (run before deploying a release)."""
+    from cds_hooks.cli import report
+
+    return report.db_upgrade_command(
+        argparse.Namespace(revision=revision, database_url=database_url)
+    )
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.option("--since", type=_Day(), help="First day, UTC.")
+@click.option("--until", type=_Day(), help="Last day, UTC, inclusive.")
+@click.option("--chart", metavar="PNG", help="Also draw the report to this PNG file.")
+@click.option("--issuer", help="Only cards issued to this JWT issuer.")
+@click.option("--tenant", help="Only cards issued to this tenant.")
+@_DATABASE_URL
+def report(**options: Any) -> int:
+    """Governance report of issued cards and feedback."""
+    from cds_hooks.cli import report as governance
+
+    return governance.report_command(argparse.Namespace(**options))
+
+
+@cli.command(context_settings=_CONTEXT, short_help="Check a CDS Hooks service at URL.")
+@click.argument("url", metavar="URL")
+@click.option(
+    "--token-cmd",
+    metavar="CMD",
+    help="Command printing a fresh client JWT for the audience in $LIPCDS_CHECK_AUD "
+    "(run once per call, no shell). Without it no Authorization is sent.",
+)
+@click.option(
+    "--request",
+    "request_files",
+    metavar="FILE",
+    multiple=True,
+    help="A CDS Hooks request to send to the services of its hook instead of the "
+    "checker's synthetic patient (repeatable; `lipcds demo show NAME --as request`).",
+)
+@click.option(
+    "--origin",
+    help="Origin of the CORS checks; when given, a missing CORS answer FAILs "
+    "(default: the CDS Hooks sandbox's origin, and a missing answer is a WARN).",
+)
+@click.option("--no-feedback", is_flag=True, help="Send no feedback on the cards received.")
+@click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds per call.")
+def check(
+    url: str,
+    token_cmd: str | None,
+    request_files: tuple[str, ...],
+    origin: str | None,
+    no_feedback: bool,
+    timeout: float,
+) -> int:
+    """Check the CDS Hooks service at URL against the CDS Hooks 2.0 rules.
+
+    URL is the base the services are under (URL/cds-services is discovery). One line per
+    check: PASS, FAIL, WARN (a SHOULD not met) or N-A, with the clause of the
+    specification. Exit status 1 when a check FAILs. Cards received and feedback sent
+    are recorded by a service that keeps them: use a test instance.
+    """
+    from cds_hooks.checker import run_check
+
+    return run_check(
+        url,
+        token_cmd=token_cmd,
+        request_files=request_files,
+        origin=origin,
+        feedback=not no_feedback,
+        timeout=timeout,
+    )
 
 
 def _parse_now(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{text!r} is not an ISO 8601 date or time (e.g. 2026-03-01T09:00:00Z)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -487,40 +611,6 @@ def knowledge_check_command(args: argparse.Namespace) -> int:
     print()
     print(format_rule_listing(kb), end="")
     return 0
-
-
-# -- store commands, defined by cds_hooks.cli.report ------------------------------------------
-
-
-def report_command(args: argparse.Namespace) -> int:
-    from cds_hooks.cli import report
-
-    return _delegate(["report"], report.add_report_arguments, report.report_command, args.rest)
-
-
-def db_upgrade_command(args: argparse.Namespace) -> int:
-    from cds_hooks.cli import report
-
-    return _delegate(
-        ["db", "upgrade"], report.add_db_upgrade_arguments, report.db_upgrade_command, args.rest
-    )
-
-
-def _delegate(
-    words: list[str],
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    command: Callable[[argparse.Namespace], int | None],
-    rest: list[str],
-) -> int:
-    """Run a store command of `cds_hooks.cli.report`, which owns its arguments."""
-    parser = argparse.ArgumentParser(prog="lipcds " + " ".join(words))
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(rest)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    status = command(args)
-    return int(status or 0)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,15 @@ def render_table(report: Report, *, reasons: int = 3) -> str:
 _COLOURS = {"accepted": "#0072B2", "overridden": "#E69F00", "no feedback": "#BBBBBB"}
 
 
+def chart_available() -> bool:
+    """matplotlib is installed (the optional `report` extra; the server never needs it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def render_chart(report: Report, path: str | Path) -> Path:
     """Draw the report as stacked horizontal bars per card kind and save it as a PNG."""
     # Imported here: slow, and only the CLI draws.
@@ -216,6 +225,12 @@ def report_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"lipcds report: {exc}\n")
         return 2
+    if getattr(args, "chart", None) and not chart_available():
+        sys.stderr.write(
+            "lipcds report: --chart needs matplotlib, which this installation lacks; "
+            "install it with: pip install 'lipcds[report]'\n"
+        )
+        return 1
     store = _store(args)
     try:
         report = build_report(

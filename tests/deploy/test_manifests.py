@@ -180,7 +180,7 @@ def test_deployment_runs_unprivileged_on_a_read_only_filesystem():
     assert security.get("privileged", False) is False
     assert security["capabilities"]["drop"] == ["ALL"]
     mounts = {m["mountPath"] for m in container()["volumeMounts"]}
-    assert "/tmp" in mounts  # noqa: S108 - MPLCONFIGDIR and temporary files; the rest is read-only
+    assert "/tmp" in mounts  # noqa: S108 - temporary files; the rest is read-only
 
 
 def test_deployment_user_is_the_image_user():
