@@ -19,6 +19,11 @@ from cds_hooks.http.api import api
 from cds_hooks.http.errors import register_error_handlers
 from cds_hooks.http.feedback import feedback_api
 from cds_hooks.http.health import health
+from cds_hooks.ops.logs import choose_format
+from cds_hooks.ops.logs import configure_logging as configure_ops_logging
+from cds_hooks.ops.metrics import Metrics, install_metrics
+from cds_hooks.ops.observe import install_observation
+from cds_hooks.ops.openapi import install_openapi
 from cds_hooks.runtime import Runtime, attach
 from cds_hooks.security.auth import build_verifier, install_auth
 from cds_hooks.sites import SiteRegistry, load_site_policies
@@ -40,7 +45,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         sites = load_site_policies(settings.site_policy_file, kb, policy)
     else:
         sites = SiteRegistry(policy)
-    fetcher = make_fetcher(settings)
+    service_ids = [s.definition.id for s in services]
+    metrics = Metrics(service_ids, kb.version)
+    fetcher = make_fetcher(settings, count_fetches=metrics.fhir_fetch)
     patient_key = load_patient_key(settings)
     store = open_store(settings)
     verifier, replay_guard = build_verifier(settings, store.engine)
@@ -61,10 +68,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     attach(app, rt)
+    install_observation(app, metrics)  # request ids, call fields in logs, hook metrics
     app.register_blueprint(api)
     install_auth(app, settings, verifier)  # JWT of the EHR, CORS, token-free logs
     app.register_blueprint(feedback_api)
     app.register_blueprint(health)  # /healthz, /readyz for probes; no token needed
+    install_metrics(app, metrics, token=settings.metrics_token)  # keep it off the internet
+    install_openapi(
+        app,
+        version=_version(),
+        service_ids=service_ids,
+        hooks={s.definition.hook for s in services},
+        base_url=settings.public_base_url,
+    )
     register_error_handlers(app)
     log.info(
         "lipcds ready: knowledge base %s, %d services, env=%s",
@@ -75,11 +91,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str | None = None) -> None:
     """Logging for a server process: called by `lipcds serve`, never by `create_app`.
 
     The factory leaves logging alone, so tests and embedding applications keep control of
     theirs, and one app's level cannot leak into another built in the same process.
+    `log_format` json or text; None: LIPCDS_LOG_FORMAT, else by LIPCDS_ENV.
     """
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lipcds").setLevel(level.upper())
+    from cds_hooks.ops.logs import format_from_environ
+
+    chosen = choose_format(log_format, None) if log_format else format_from_environ()
+    configure_ops_logging(level, chosen)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lipcds")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0"

@@ -46,6 +46,8 @@ class Settings:
     public_base_url: str | None = None  # e.g. https://cds.example.org (JWT aud, links)
     threshold_overrides: dict[str, float] = field(default_factory=dict)
     log_level: str = "INFO"
+    log_format: str | None = None  # json | text; None: json in production, text elsewhere
+    metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <it>"
     clock: Callable[[], datetime] = _utcnow  # injectable for tests; not read from env
 
     # -- store (feedback, issued cards) ---------------------------------------------------
@@ -173,6 +175,15 @@ class _SettingsSchema(Schema):
         validate=validate.Regexp(r"^https?://", error="must be an absolute http(s) URL"),
     )
     cors_origins = fields.List(fields.Raw())
+    log_format = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(
+            ("json", "text", "JSON", "TEXT"), error="must be json or text, not {input!r}"
+        ),
+    )
+    metrics_token = fields.String(
+        allow_none=True, validate=validate.Length(min=16, error="must be at least 16 characters")
+    )
 
     @validates_schema
     def _production(self, data: dict[str, Any], **kwargs: Any) -> None:

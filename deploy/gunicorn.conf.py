@@ -78,6 +78,20 @@ access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 proc_name = "lipcds"
 
 
+# gunicorn's own lines and its access log in LIPCDS_LOG_FORMAT (json in production). gunicorn
+# makes its logger before it loads the app, so the logger also prepares what the app needs
+# from the server process: its log lines in that format and an empty directory where
+# every worker writes its metrics (prometheus-client's multiprocess mode).
+logger_class = "cds_hooks.ops.logs.GunicornLogger"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, when a worker has exited: its live gauges leave /metrics."""
+    from cds_hooks.ops.metrics import gunicorn_child_exit
+
+    gunicorn_child_exit(server, worker)
+
+
 def on_starting(server: Any) -> None:
     """Before the app is loaded: the service's own log lines, at LIPCDS_LOG_LEVEL.
 

@@ -347,12 +347,18 @@ def serve_command(args: argparse.Namespace) -> int:
     """Serve HTTP: gunicorn by default, Flask's own server with --dev."""
     from cds_hooks import create_app
     from cds_hooks.app import configure_logging
+    from cds_hooks.config import load_settings
+    from cds_hooks.ops.metrics import prepare_multiprocess_dir
     from cds_hooks.runtime import runtime
 
+    # Logging first, so that every line, the app's own included, has the chosen format.
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not args.dev:
+        prepare_multiprocess_dir()  # the workers' metrics, summed by /metrics
     # Build the app once here so a bad setting or knowledge file stops us with one line,
     # before any worker starts (and fails to boot with a traceback in the log).
     app = create_app()
-    configure_logging(runtime(app).settings.log_level)
     if args.dev:
         app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
         return 0
@@ -369,9 +375,19 @@ def serve_command(args: argparse.Namespace) -> int:
             # gunicorn's runtime control socket sits at one path in $HOME, shared by every
             # instance on the machine; we have no use for it (deploy/gunicorn.conf.py agrees).
             "control_socket_disable": True,
+            # Its own lines and the access log in LIPCDS_LOG_FORMAT; a worker that exits
+            # leaves the live gauges of /metrics.
+            "logger_class": "cds_hooks.ops.logs.GunicornLogger",
+            "child_exit": _child_exit,
         }
     ).run()
     return 0
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from cds_hooks.ops.metrics import gunicorn_child_exit
+
+    gunicorn_child_exit(server, worker)
 
 
 def _bind_host(host: str) -> str:

@@ -10,7 +10,7 @@ with the server's address, never with the access token.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,9 +61,28 @@ class ServerPolicy:
         return "https is required for this FHIR server"
 
 
-def make_fetcher(settings: Settings) -> Fetcher:
-    """The fetcher `resolve_data` calls for keys the EHR did not prefetch."""
+_OUTCOMES = {DataState.PRESENT: "ok", DataState.EMPTY: "no_data", DataState.UNAVAILABLE: "failed"}
+
+
+def make_fetcher(
+    settings: Settings, count_fetches: Callable[[str, int], None] | None = None
+) -> Fetcher:
+    """The fetcher `resolve_data` calls for keys the EHR did not prefetch.
+
+    `count_fetches(outcome, n)` is told how each key ended (the metrics): ok, no_data,
+    failed, refused (server not allowed) or not_attempted (no fhirServer in the request).
+    """
     policy = ServerPolicy(settings)
+
+    def counted(results: dict[str, KeyData], outcome: str | None = None) -> dict[str, KeyData]:
+        if count_fetches is not None:
+            tally: dict[str, int] = {}
+            for data in results.values():
+                name = outcome or _OUTCOMES.get(data.state, "failed")
+                tally[name] = tally.get(name, 0) + 1
+            for name, n in tally.items():
+                count_fetches(name, n)
+        return results
 
     def fetcher(
         service: ServiceDefinition, request: Mapping[str, Any], to_fetch: Mapping[str, str]
@@ -71,21 +90,26 @@ def make_fetcher(settings: Settings) -> Fetcher:
         prior = _paged_prefetch(service, request)
         server = request.get("fhir_server")
         if not server:
-            return _not_fetched(to_fetch, prior, "the request names no fhirServer")
+            return counted(
+                _not_fetched(to_fetch, prior, "the request names no fhirServer"), "not_attempted"
+            )
         base = normalise_base(server)
         refusal = policy.refusal(base)
         if refusal is not None:
             log.warning("not calling FHIR server %s: %s", shown(base), refusal)
-            return _not_fetched(to_fetch, prior, f"the FHIR server {shown(base)} was refused")
+            refused = _not_fetched(to_fetch, prior, f"the FHIR server {shown(base)} was refused")
+            return counted(refused, "refused")
         authorization = request.get("fhir_authorization") or {}
-        return fetch_all(
-            base,
-            authorization.get("access_token"),
-            queries_for(to_fetch, prior),
-            connect_timeout=settings.fhir_connect_timeout,
-            read_timeout=settings.fhir_read_timeout,
-            deadline_seconds=settings.fhir_deadline_seconds,
-            max_pages=settings.fhir_max_pages,
+        return counted(
+            fetch_all(
+                base,
+                authorization.get("access_token"),
+                queries_for(to_fetch, prior),
+                connect_timeout=settings.fhir_connect_timeout,
+                read_timeout=settings.fhir_read_timeout,
+                deadline_seconds=settings.fhir_deadline_seconds,
+                max_pages=settings.fhir_max_pages,
+            )
         )
 
     return fetcher

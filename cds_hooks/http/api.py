@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from cds_hooks.hooks.pipeline import discovery_document, run_hook
 from cds_hooks.http.errors import InvalidRequest, UnknownService, UnsupportedMediaType
+from cds_hooks.ops.observe import note_cards, note_hook_instance
 from cds_hooks.runtime import runtime
 
 api = Blueprint("cds", __name__)
@@ -33,8 +34,12 @@ def call_service(service_id: str) -> ResponseReturnValue:
     if service_id not in rt.services:  # "no such service" comes before any body check
         raise UnknownService(f"no CDS service with id {service_id!r}")
     body = read_json_body()
+    if isinstance(body, dict):
+        note_hook_instance(body.get("hookInstance"))  # on every log line of this call
     client = g.cds_client  # set by cds_hooks.security.auth before any view runs
-    return jsonify(run_hook(rt, service_id, body, issuer=client.iss, tenant=client.tenant))
+    answer = run_hook(rt, service_id, body, issuer=client.iss, tenant=client.tenant)
+    note_cards(answer["cards"])
+    return jsonify(answer)
 
 
 def read_json_body() -> Any:

@@ -21,6 +21,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from cds_hooks.ops.observe import note_auth_refusal
+
 __all__ = [
     "CDSHooksError",
     "InvalidRequest",
@@ -130,7 +132,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CDSHooksError)
     def _cds_error(exc: CDSHooksError) -> Response:
         if exc.status_code == 401:
-            log.warning("request refused (401): %s", getattr(exc, "reason", exc.message))
+            reason = getattr(exc, "reason", exc.message)
+            note_auth_refusal(reason)  # counted by reason in the metrics
+            log.warning("request refused (401): %s", reason)
         elif exc.status_code >= 500:
             log.error("request failed (%d): %s", exc.status_code, exc.message)
         return error_response(exc.status_code, exc.to_dict(), exc.headers())

@@ -26,6 +26,7 @@ from marshmallow import ValidationError
 from cds_hooks.http.api import read_json_body
 from cds_hooks.http.errors import CDSHooksError, InvalidRequest, ServiceUnavailable, UnknownService
 from cds_hooks.http.schemas import FeedbackSchema
+from cds_hooks.ops.observe import note_feedback
 from cds_hooks.runtime import runtime
 from cds_hooks.store import FeedbackItem, StoreUnavailable, UnknownCard
 from cds_hooks.validation import problems
@@ -63,6 +64,7 @@ def post_feedback(service_id: str) -> ResponseReturnValue:
     if service_id not in rt.services:
         raise UnknownService(f"no CDS service with id {service_id!r}")
     items = parse_feedback(read_json_body())
+    note_feedback(item.outcome for item in items)
     store = rt.store
     if store is None:
         raise ServiceUnavailable("the feedback store is not configured; nothing was recorded")

@@ -234,8 +234,31 @@ except ImportError:  # pragma: no cover - gunicorn is a dependency; keep imports
     _GunicornLogger = object  # type: ignore[assignment,misc]
 
 
+_prepared_in: int | None = None
+
+
+def _prepare_server_process(level: str, log_format: str) -> None:
+    """Once per server process, before gunicorn loads the app (which it does after making
+    its logger): the service's lines in `log_format`, and the metrics directory."""
+    global _prepared_in
+    if _prepared_in == os.getpid():
+        return
+    _prepared_in = os.getpid()
+    from cds_hooks.ops.metrics import prepare_multiprocess_dir
+
+    if not logging.getLogger().handlers or not any(
+        isinstance(f, CallContextFilter) for h in logging.getLogger().handlers for f in h.filters
+    ):
+        configure_logging(level, log_format)
+    prepare_multiprocess_dir(reuse_prepared=True)
+
+
 class GunicornLogger(_GunicornLogger):  # type: ignore[misc,valid-type]
     """gunicorn's logger writing its lines, and the access log, in LIPCDS_LOG_FORMAT.
+
+    gunicorn makes it before loading the app, so it also prepares the server process
+    (`_prepare_server_process`): `gunicorn --config deploy/gunicorn.conf.py` and
+    `lipcds serve` end up alike.
 
     In json the access line carries method, path (never the query string), status,
     bytes, durationMs, remote address and the request id the app answered with; no header,
@@ -245,6 +268,7 @@ class GunicornLogger(_GunicornLogger):  # type: ignore[misc,valid-type]
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         self.lipcds_format = format_from_environ()
+        _prepare_server_process(cfg.loglevel, self.lipcds_format)
         formatter = make_formatter(self.lipcds_format)
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:

@@ -102,14 +102,22 @@ def multiprocess_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return bool(environ.get(MULTIPROC_ENV))
 
 
-def prepare_multiprocess_dir(path: str | os.PathLike[str] | None = None) -> Path:
+_prepared: dict[int, Path] = {}
+
+
+def prepare_multiprocess_dir(
+    path: str | os.PathLike[str] | None = None, *, reuse_prepared: bool = False
+) -> Path:
     """Make the directory the workers write their metrics to, empty, and announce it.
 
     `path`, else `$PROMETHEUS_MULTIPROC_DIR`, else a new private directory (in memory
     under /dev/shm when there is one; removed when this process exits). Files left by an
     earlier run are removed: counts from a dead server must not be added to this one's.
-    Call it in the server process before any worker starts.
+    Call it in the server process before any worker starts; with `reuse_prepared`, a
+    second call in the same process keeps the directory the first one made.
     """
+    if reuse_prepared and os.getpid() in _prepared:
+        return _prepared[os.getpid()]
     chosen = path or os.environ.get(MULTIPROC_ENV)
     if chosen:
         directory = Path(chosen)
@@ -129,6 +137,7 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str] | None = None) -> Path
 
         atexit.register(_remove)
     os.environ[MULTIPROC_ENV] = str(directory)
+    _prepared[os.getpid()] = directory
     values = sys.modules.get("prometheus_client.values")
     if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
         # prometheus-client chooses how values are stored when it is first imported; it was

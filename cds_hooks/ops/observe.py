@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from cds_hooks.ops import logs
-from cds_hooks.ops.metrics import Metrics
+from cds_hooks.ops.metrics import Metrics, auth_reason
 
 log = logging.getLogger("lipcds.calls")
 
@@ -42,6 +42,16 @@ def note_issuer(issuer: str | None) -> None:
 def note_cards(cards: Iterable[Any]) -> None:
     """The cards the hook call answers with, for the metrics and the call's log line."""
     g._lipcds_cards = list(cards)
+
+
+def note_auth_refusal(reason: str | None) -> None:
+    """Why the verifier refused the call (its log text); counted as a reason label."""
+    g._lipcds_auth_reason = reason
+
+
+def note_feedback(outcomes: Iterable[str]) -> None:
+    """The outcomes of the feedback items being recorded (counted once they are)."""
+    g._lipcds_feedback = list(outcomes)
 
 
 def install_observation(app: Flask, metrics: Metrics | None = None) -> None:
@@ -68,6 +78,10 @@ def install_observation(app: Flask, metrics: Metrics | None = None) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else None
         if rule == HOOK_RULE and request.method == "POST":
             _hook_answered(metrics, response)
+        elif rule == FEEDBACK_RULE and request.method == "POST" and metrics is not None:
+            _feedback_answered(metrics, response.status_code)
+        if response.status_code == 401 and metrics is not None:
+            metrics.auth_rejected(auth_reason(g.get("_lipcds_auth_reason")))
         return response
 
     @app.teardown_request
@@ -75,6 +89,17 @@ def install_observation(app: Flask, metrics: Metrics | None = None) -> None:
         token = g.pop("_lipcds_call", None)
         if token is not None:
             logs.end_call(token)
+
+
+_FEEDBACK_REFUSALS = {400: "invalid", 422: "unknown_card", 503: "unavailable"}
+
+
+def _feedback_answered(metrics: Metrics, status: int) -> None:
+    if status == 200:
+        for outcome in g.get("_lipcds_feedback") or ():
+            metrics.feedback(outcome)
+    elif status in _FEEDBACK_REFUSALS:
+        metrics.feedback(_FEEDBACK_REFUSALS[status])
 
 
 def _hook_answered(metrics: Metrics | None, response: Response) -> None:

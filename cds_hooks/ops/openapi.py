@@ -23,8 +23,13 @@ from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields, validate
 
-from cds_hooks.http.feedback import CodingSchema, FeedbackSchema, Rfc3339
-from cds_hooks.http.schemas import CONTEXT_SCHEMAS, HookRequestSchema
+from cds_hooks.http.schemas import (
+    CONTEXT_SCHEMAS,
+    CodingSchema,
+    FeedbackSchema,
+    HookRequestSchema,
+    Rfc3339,
+)
 
 OPENAPI_VERSION = "3.1.0"
 _CONVERTER = re.compile(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>")

@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 
 from cds_hooks.config import ConfigError, Settings
 from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
+from cds_hooks.ops.observe import note_issuer
 from cds_hooks.security.logsafe import install_log_redaction
 from cds_hooks.security.replay import ReplayGuard, ReplayGuardUnavailable, build_replay_guard
 from cds_hooks.validation import NONBLANK, flatten_messages
@@ -594,6 +595,7 @@ def install_auth(app: Flask, settings: Settings, verifier: TokenVerifier | None)
             return None
         token = bearer_token(request.headers.get("Authorization"))
         client = g.cds_client = verifier.verify(token, endpoint_url(settings))
+        note_issuer(client.iss)  # on every log line of this call
         log.debug("authenticated iss=%s tenant=%s jti=%s", client.iss, client.tenant, client.jti)
         return None
 

@@ -120,9 +120,9 @@ def running_lipcds(work: Path, *, args: tuple[str, ...] = (), **env_extra: str) 
             "LIPCDS_CORS_ORIGINS": CORS_ORIGIN,
             "LIPCDS_DATABASE_URL": f"sqlite:///{work / 'lipcds.db'}",
             "LIPCDS_PATIENT_ID_KEY": "k" * 64,
-            **env_extra,
         }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the server makes its own unless told
+        env.update(env_extra)
         log = work / "server.log"
         lipcds = Path(sys.executable).with_name("lipcds")
         command = [str(lipcds), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
