@@ -73,6 +73,7 @@ class Settings:
     fhir_read_timeout: float = 2.0
     fhir_deadline_seconds: float = 4.0
     fhir_max_pages: int = 5
+    fhir_pool_size: int = 10  # kept-alive connections per FHIR server and worker process
 
     @property
     def is_production(self) -> bool:
@@ -166,6 +167,9 @@ class _SettingsSchema(Schema):
     fhir_read_timeout = fields.Float(validate=_POSITIVE)
     fhir_deadline_seconds = fields.Float(validate=_POSITIVE)
     fhir_max_pages = fields.Integer(validate=validate.Range(min=1, error="must be at least 1"))
+    fhir_pool_size = fields.Integer(
+        validate=validate.Range(min=1, max=100, error="must be between 1 and 100")
+    )
     clock_skew_seconds = fields.Integer(
         validate=validate.Range(min=0, max=600, error="must be between 0 and 600")
     )

@@ -10,10 +10,16 @@ with the server's address, never with the access token.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
 
 from cds_hooks.config import Settings
 from cds_hooks.hooks.prefetch import Fetcher
@@ -61,6 +67,43 @@ class ServerPolicy:
         return "https is required for this FHIR server"
 
 
+class WorkerSession:
+    """One HTTP session per process for every call to the EHRs' FHIR servers.
+
+    Connections to a FHIR server are kept alive and reused by the hook calls that follow
+    (TLS set up once, not per call); at most `pool_size` idle ones are kept per server.
+    A forked worker makes its own on first use: sockets must not be shared across a fork.
+    """
+
+    def __init__(self, pool_size: int):
+        self.pool_size = pool_size
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._pid: int | None = None
+
+    def get(self) -> requests.Session:
+        pid = os.getpid()
+        session = self._session
+        if session is not None and self._pid == pid:
+            return session
+        with self._lock:
+            if self._session is None or self._pid != pid:
+                self._session = _new_session(self.pool_size)
+                self._pid = pid
+            return self._session
+
+
+def _new_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    # Shared by every call of the process: a cookie one FHIR server set for one user's
+    # token must never travel with another call.
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 _OUTCOMES = {DataState.PRESENT: "ok", DataState.EMPTY: "no_data", DataState.UNAVAILABLE: "failed"}
 
 
@@ -73,6 +116,7 @@ def make_fetcher(
     failed, refused (server not allowed) or not_attempted (no fhirServer in the request).
     """
     policy = ServerPolicy(settings)
+    sessions = WorkerSession(settings.fhir_pool_size)
 
     def counted(results: dict[str, KeyData], outcome: str | None = None) -> dict[str, KeyData]:
         if count_fetches is not None:
@@ -109,6 +153,7 @@ def make_fetcher(
                 read_timeout=settings.fhir_read_timeout,
                 deadline_seconds=settings.fhir_deadline_seconds,
                 max_pages=settings.fhir_max_pages,
+                session=sessions.get(),
             )
         )
 
