@@ -39,7 +39,7 @@ from cds_hooks.conformance import _empty_values, response_problems
 SPEC = "https://cds-hooks.hl7.org/2.0/"
 PASS, FAIL, WARN, NA = "PASS", "FAIL", "WARN", "N-A"
 DEFAULT_ORIGIN = "https://sandbox.cds-hooks.org"  # the browser-based client most EHRs test with
-TOKEN_AUDIENCE_ENV = "LIPCDS_CHECK_AUD"  # noqa: S105 - a variable name, not a secret
+TOKEN_AUDIENCE_ENV = "CDS_CHECK_AUD"  # noqa: S105 - a variable name, not a secret
 MAX_SHOWN_PROBLEMS = 12
 
 # Prefetch tokens a CDS Hooks 2.0 template may use, per hook (fields marked "Prefetch
@@ -215,7 +215,7 @@ TokenSource = Callable[[str], str]
 
 
 def token_command(command: str, timeout: float = 20.0) -> TokenSource:
-    """A token source running `command` (no shell) with the audience in $LIPCDS_CHECK_AUD."""
+    """A token source running `command` (no shell) with the audience in $CDS_CHECK_AUD."""
     argv = shlex.split(command)
     if not argv:
         raise CheckerError("--token-cmd is empty")

@@ -285,7 +285,7 @@ def report(**options: Any) -> int:
 @click.option(
     "--token-cmd",
     metavar="CMD",
-    help="Command printing a fresh client JWT for the audience in $LIPCDS_CHECK_AUD "
+    help="Command printing a fresh client JWT for the audience in $CDS_CHECK_AUD "
     "(run once per call, no shell). Without it no Authorization is sent.",
 )
 @click.option(

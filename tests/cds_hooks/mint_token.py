@@ -1,4 +1,4 @@
-"""Print a fresh CDS Hooks client JWT for $LIPCDS_CHECK_AUD (the checker's --token-cmd).
+"""Print a fresh CDS Hooks client JWT for $CDS_CHECK_AUD (the checker's --token-cmd).
 
 python mint_token.py KEY.pem ISSUER KID
 """
@@ -18,7 +18,7 @@ def main() -> int:
     now = int(time.time())
     claims = {
         "iss": issuer,
-        "aud": os.environ["LIPCDS_CHECK_AUD"],
+        "aud": os.environ["CDS_CHECK_AUD"],
         "iat": now,
         "exp": now + 300,
         "jti": str(uuid.uuid4()),
