@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -34,29 +33,27 @@ from urllib.parse import urlsplit
 
 import requests
 
-from cds_hooks.conformance import _empty_values, response_problems
+from cds_hooks.conformance import (
+    CONTEXT_TOKENS,
+    discovery_problems,
+    prefetch_token_problems,
+    response_problems,
+)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
 
 SPEC = "https://cds-hooks.hl7.org/2.0/"
 PASS, FAIL, WARN, NA = "PASS", "FAIL", "WARN", "N-A"
 DEFAULT_ORIGIN = "https://sandbox.cds-hooks.org"  # the browser-based client most EHRs test with
 TOKEN_AUDIENCE_ENV = "CDS_CHECK_AUD"  # noqa: S105 - a variable name, not a secret
 MAX_SHOWN_PROBLEMS = 12
-
-# Prefetch tokens a CDS Hooks 2.0 template may use, per hook (fields marked "Prefetch
-# Token: Yes" in the hook definitions), plus the user tokens of 2.0.
-USER_TOKENS = frozenset(
-    {"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
-)
-CONTEXT_TOKENS = {
-    "patient-view": frozenset({"userId", "patientId", "encounterId"}),
-    "order-select": frozenset({"userId", "patientId", "encounterId"}),
-    "order-sign": frozenset({"userId", "patientId", "encounterId"}),
-    "encounter-start": frozenset({"userId", "patientId", "encounterId"}),
-    "encounter-discharge": frozenset({"userId", "patientId", "encounterId"}),
-    "appointment-book": frozenset({"userId", "patientId", "encounterId"}),
-}
-_TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 CHECK_PATIENT = "cds-check-patient"
 CHECK_USER = "Practitioner/cds-check-user"
@@ -86,66 +83,6 @@ class Result:
 
 def clause(anchor: str, note: str = "") -> str:
     return f"{SPEC}#{anchor}" + (f" {note}" if note else "")
-
-
-# -- the rules of discovery (what conformance.py checks for responses) --------------------------
-
-
-def discovery_problems(body: Any) -> list[str]:
-    """Every rule a discovery document breaks (https://cds-hooks.hl7.org/2.0/#response)."""
-    if not isinstance(body, Mapping):
-        return ["response: must be a JSON object"]
-    services = body.get("services")
-    if "services" not in body:
-        return ["services: required"]
-    if not isinstance(services, list):
-        return ["services: must be an array"]
-    problems: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    for index, service in enumerate(services):
-        where = f"services[{index}]"
-        if not isinstance(service, Mapping):
-            problems.append(f"{where}: must be an object")
-            continue
-        for key in ("hook", "description", "id"):
-            if key not in service:
-                problems.append(f"{where}.{key}: required")
-            elif not isinstance(service[key], str) or not service[key]:
-                problems.append(f"{where}.{key}: must be a non-empty string")
-        for key in ("title", "usageRequirements"):
-            if key in service and (not isinstance(service[key], str) or not service[key]):
-                problems.append(f"{where}.{key}: must be a non-empty string when present")
-        if "prefetch" in service:
-            prefetch = service["prefetch"]
-            if not isinstance(prefetch, Mapping) or not prefetch:
-                problems.append(f"{where}.prefetch: must be a non-empty object when present")
-            else:
-                for key, template in prefetch.items():
-                    if not isinstance(template, str) or not template:
-                        problems.append(f"{where}.prefetch.{key}: must be a template string")
-        pair = (str(service.get("id")), str(service.get("hook")))
-        if pair in seen:
-            problems.append(f"{where}: id {pair[0]!r} is listed twice for hook {pair[1]!r}")
-        seen.add(pair)
-    return problems
-
-
-def prefetch_token_problems(hook: str, prefetch: Mapping[str, Any]) -> list[str]:
-    """Tokens of the templates that CDS Hooks 2.0 does not allow for `hook`."""
-    allowed = CONTEXT_TOKENS.get(hook)
-    problems = []
-    for key, template in prefetch.items():
-        if not isinstance(template, str):
-            continue
-        for token in _TOKEN.findall(template):
-            if token in USER_TOKENS:
-                continue
-            name = token.removeprefix("context.")
-            if not token.startswith("context.") or "." in name or not name:
-                problems.append(f"prefetch.{key}: token {{{{{token}}}}} is not allowed")
-            elif allowed is not None and name not in allowed:
-                problems.append(f"prefetch.{key}: context.{name} is not a prefetch token of {hook}")
-    return problems
 
 
 # -- requests the checker sends ------------------------------------------------------------------
@@ -347,7 +284,7 @@ class Checker:
             )
             return None
         self._add(PASS, "discovery.status", "GET /cds-services answers 200 with JSON", where)
-        problems = discovery_problems(body) + _empty_value_problems(body)
+        problems = discovery_problems(body)
         status = FAIL if problems else PASS
         count = (
             len(body.get("services", []))
@@ -506,9 +443,7 @@ class Checker:
             (
                 c
                 for c in cards or []
-                if isinstance(c, Mapping)
-                and isinstance(c.get("uuid"), str)
-                and _UUID.match(c["uuid"])
+                if isinstance(c, Mapping) and isinstance(c.get("uuid"), str) and _is_uuid(c["uuid"])
             ),
             None,
         )
@@ -753,16 +688,6 @@ def _said(answer: requests.Response) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
-def _empty_value_problems(body: Any) -> list[str]:
-    """No null or empty JSON values in a discovery document; `{"services": []}` is allowed."""
-    if not isinstance(body, Mapping):
-        return []
-    problems = [p for key, v in body.items() if key != "services" for p in _empty_values(v, key)]
-    if body.get("services") != []:
-        problems += _empty_values(body.get("services"), "services")
-    return problems
 
 
 # -- running it ---------------------------------------------------------------------------------

@@ -18,7 +18,13 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-__all__ = ["card_problems", "response_problems"]
+__all__ = [
+    "card_problems",
+    "discovery_problems",
+    "empty_value_problems",
+    "prefetch_token_problems",
+    "response_problems",
+]
 
 SUMMARY_LIMIT = 140  # summary SHALL be under 140 characters
 INDICATORS = ("info", "warning", "critical")
@@ -29,6 +35,21 @@ LINK_TYPES = ("absolute", "smart")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _RELATIVE_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 _ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$")
+
+# Prefetch tokens a CDS Hooks 2.0 template may use, per hook (fields marked "Prefetch
+# Token: Yes" in the hook definitions), plus the user tokens of 2.0.
+USER_TOKENS = frozenset(
+    {"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
+)
+CONTEXT_TOKENS = {
+    "patient-view": frozenset({"userId", "patientId", "encounterId"}),
+    "order-select": frozenset({"userId", "patientId", "encounterId"}),
+    "order-sign": frozenset({"userId", "patientId", "encounterId"}),
+    "encounter-start": frozenset({"userId", "patientId", "encounterId"}),
+    "encounter-discharge": frozenset({"userId", "patientId", "encounterId"}),
+    "appointment-book": frozenset({"userId", "patientId", "encounterId"}),
+}
+_TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
 def response_problems(body: Any) -> list[str]:
@@ -121,6 +142,74 @@ def card_problems(card: Any, where: str = "card") -> list[str]:
             for index, link in enumerate(links):
                 problems.extend(_link_problems(link, f"{where}.links[{index}]"))
     problems.extend(_extension_problems(card, where))
+    return problems
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discovery_problems(body: Any) -> list[str]:
+    """Every rule a discovery document breaks (https://cds-hooks.hl7.org/2.0/#response).
+
+    `{"services": []}` is fine; no other value may be null or empty.
+    """
+    if not isinstance(body, Mapping):
+        return ["response: must be a JSON object"]
+    services = body.get("services")
+    if "services" not in body:
+        return ["services: required"]
+    if not isinstance(services, list):
+        return ["services: must be an array"]
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for index, service in enumerate(services):
+        where = f"services[{index}]"
+        if not isinstance(service, Mapping):
+            problems.append(f"{where}: must be an object")
+            continue
+        for key in ("hook", "description", "id"):
+            if key not in service:
+                problems.append(f"{where}.{key}: required")
+            elif not isinstance(service[key], str) or not service[key]:
+                problems.append(f"{where}.{key}: must be a non-empty string")
+        for key in ("title", "usageRequirements"):
+            if key in service and (not isinstance(service[key], str) or not service[key]):
+                problems.append(f"{where}.{key}: must be a non-empty string when present")
+        if "prefetch" in service:
+            prefetch = service["prefetch"]
+            if not isinstance(prefetch, Mapping) or not prefetch:
+                problems.append(f"{where}.prefetch: must be a non-empty object when present")
+            else:
+                for key, template in prefetch.items():
+                    if not isinstance(template, str) or not template:
+                        problems.append(f"{where}.prefetch.{key}: must be a template string")
+        pair = (str(service.get("id")), str(service.get("hook")))
+        if pair in seen:
+            problems.append(f"{where}: id {pair[0]!r} is listed twice for hook {pair[1]!r}")
+        seen.add(pair)
+    if services:  # `{"services": []}` is the one documented empty value
+        problems.extend(_empty_values(services, "services"))
+    for key, value in body.items():
+        if key != "services":
+            problems.extend(_empty_values(value, key))
+    return problems
+
+
+def prefetch_token_problems(hook: str, prefetch: Mapping[str, Any]) -> list[str]:
+    """Tokens of the templates that CDS Hooks 2.0 does not allow for `hook`."""
+    allowed = CONTEXT_TOKENS.get(hook)
+    problems = []
+    for key, template in prefetch.items():
+        if not isinstance(template, str):
+            continue
+        for token in _TOKEN.findall(template):
+            if token in USER_TOKENS:
+                continue
+            name = token.removeprefix("context.")
+            if not token.startswith("context.") or "." in name or not name:
+                problems.append(f"prefetch.{key}: token {{{{{token}}}}} is not allowed")
+            elif allowed is not None and name not in allowed:
+                problems.append(f"prefetch.{key}: context.{name} is not a prefetch token of {hook}")
     return problems
 
 
@@ -277,6 +366,11 @@ def _extension_problems(obj: Mapping[str, Any], where: str) -> list[str]:
         for key, value in extension.items()
         if not isinstance(value, Mapping)
     ]
+
+
+def empty_value_problems(value: Any, where: str) -> list[str]:
+    """Every null or empty JSON element in `value` (`where` names it in the messages)."""
+    return _empty_values(value, where)
 
 
 def _empty_values(value: Any, where: str) -> list[str]:

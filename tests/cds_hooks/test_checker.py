@@ -170,6 +170,7 @@ def test_discovery_rules():
         "services[1]: id 'a' is listed twice for hook 'patient-view'",
         "services[2].hook: must be a non-empty string",
         "services[2].prefetch: must be a non-empty object when present",
+        "services[2].prefetch: empty object is not allowed; omit the element",
     ]
 
 

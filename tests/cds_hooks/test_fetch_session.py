@@ -83,9 +83,13 @@ def test_the_second_call_reuses_the_first_calls_connections_and_sends_no_cookie(
             count = len(seen)
             assert client.post(f"/cds-services/{SERVICE}", json=_request(base)).status_code == 200
             second = {port for port, _ in seen[count:]}
+            metrics = client.get("/metrics").get_data(as_text=True)
         finally:
             runtime(app).store.dispose()
     assert count >= 3 and len(seen) == 2 * count  # every key fetched, both times
     # A session per call would open all new connections (and close the old ones).
     assert first & second, "the second call reused none of the first call's connections"
     assert all(cookie is None for _, cookie in seen)
+    # Each key fetched counts once per call, by how it ended.
+    assert 'lipcds_fhir_fetch_total{outcome="ok"} 2.0' in metrics  # the Patient read
+    assert f'lipcds_fhir_fetch_total{{outcome="no_data"}} {2.0 * (count - 1)}' in metrics
