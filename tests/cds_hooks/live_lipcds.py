@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 ROOT = Path(__file__).resolve().parents[2]
-MINT = Path(__file__).with_name("mint_token.py")
+MINT = Path(__file__).parent / "security" / "mint_token.py"
 ISSUER = "https://ehr.example.test"
 KID = "checker-key-1"
 CORS_ORIGIN = "https://sandbox.cds-hooks.org"

@@ -9,7 +9,7 @@ import responses
 from prometheus_client.parser import text_string_to_metric_families
 
 from cds_hooks.app import create_app
-from tests.cds_hooks.jwt_helpers import (
+from tests.cds_hooks.security.jwt_helpers import (
     JWKS_URL,
     SERVICE_AUD,
     SERVICE_PATH,
