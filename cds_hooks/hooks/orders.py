@@ -18,6 +18,7 @@ from fhir_mapping.cards import build_cards
 from fhir_mapping.drafts import read_draft_orders
 from fhir_mapping.facts import extract_facts
 from knowledge.engine import evaluate_orders
+from knowledge.engine.core import ORDER_CHECK
 from knowledge.kb import KnowledgeBase
 from knowledge.model import Evaluation
 
@@ -64,10 +65,10 @@ def check_orders(call: HookCall, *, selections: Iterable[str] | None) -> HookRes
 
 
 def _order_params(kb: KnowledgeBase) -> dict[str, Any]:
-    """The basket settings of the O-rules, merged (there is one O-rule today)."""
+    """The basket settings of the order-check rules, merged (there is one today)."""
     merged: dict[str, Any] = {"panels": {}, "basket_covers": {}, "drop_when_satisfied": set()}
     for rule in kb.rules:
-        if rule.id.startswith("O") and rule.enabled:
+        if rule.role == ORDER_CHECK and rule.enabled:
             merged["panels"].update(rule.params.get("panels", {}))
             merged["basket_covers"].update(rule.params.get("basket_covers", {}))
             merged["drop_when_satisfied"].update(rule.params.get("drop_when_satisfied", ()))
