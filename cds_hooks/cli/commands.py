@@ -360,7 +360,11 @@ def serve_command(args: argparse.Namespace) -> int:
     # before any worker starts (and fails to boot with a traceback in the log).
     app = create_app()
     if args.dev:
-        app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+        from werkzeug.serving import run_simple
+
+        # Werkzeug's server without Flask's banner, which is printed, not logged: every
+        # line then comes through the configured log format.
+        run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
         return 0
     log_level = runtime(app).settings.log_level.lower()
     del app  # each gunicorn worker builds its own (database pools must not cross a fork)
