@@ -121,3 +121,13 @@ def test_every_line_of_the_server_is_json_and_carries_the_call(served):
     for token in tokens:
         assert token not in output
         assert token.split(".")[2] not in output  # not even the signature
+
+
+def test_the_development_server_writes_json_lines_too(tmp_path):
+    with running_lipcds(tmp_path, args=("--dev",), LIPCDS_LOG_FORMAT="json") as live:
+        assert requests.get(f"{live.url}/cds-services", timeout=30).status_code == 200
+        lines = live.output().splitlines()
+    assert any("development server" in json.loads(line)["message"] for line in lines)
+    for line in lines:
+        record = json.loads(line)  # raises on any line that is not JSON
+        assert {"time", "level", "logger", "message"} <= set(record)
