@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fhir_mapping.cards import EVIDENCE_EXTENSION
+from fhir_mapping.cards import EVIDENCE_EXTENSION, order_cards, relabel
 from fhir_mapping.drafts import lab_analytes
 from knowledge.kb import KnowledgeBase
 
@@ -53,7 +53,9 @@ def filter_cards(
             actions = [a for a in before if _wanted(a, kb, covered, offered, panels)]
             changed = changed or len(actions) != len(before)
             if actions:
-                kept_suggestions.append({**suggestion, "actions": actions})
+                kept = {**suggestion, "actions": actions}
+                # Its label names what it creates: after a cut, only what remains.
+                kept_suggestions.append(relabel(kept) if len(actions) != len(before) else kept)
         if not changed:
             kept_cards.append(card)
             continue
@@ -64,7 +66,7 @@ def filter_cards(
         if kept_suggestions:
             card = _with_suggestions(card, kept_suggestions)
         kept_cards.append(card)
-    return kept_cards
+    return order_cards(kept_cards, kb)
 
 
 def _with_suggestions(card: dict[str, Any], suggestions: list[dict[str, Any]]) -> dict[str, Any]:

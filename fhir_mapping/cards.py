@@ -8,7 +8,10 @@ Every resource that leaves is validated with the R4B models first.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
@@ -54,13 +57,13 @@ def build_cards(
     patient_id: str,
     hook_instance: str,
 ) -> list[dict[str, Any]]:
-    """The response cards for an evaluation, most urgent first.
+    """The response cards for an evaluation, in the order a clinician needs them.
 
     A child (under the policy's `adult_age_years`, judged by the engine) gets the pediatric
     wording of an order where the catalogue has one.
     """
     pediatric = evaluation.pediatric
-    return [
+    cards = [
         build_card(
             f,
             kb,
@@ -71,6 +74,7 @@ def build_cards(
         )
         for f in evaluation.findings
     ]
+    return order_cards(cards, kb)
 
 
 def build_card(
@@ -126,7 +130,7 @@ def build_suggestion(
         # CDS Hooks 2.0 §action, cds-resp-2: a delete names its target by resourceId only.
         {"type": "delete", "description": f"{suggestion.label}: {ref}", "resourceId": ref}
         for ref in suggestion.removes
-    ]  # "remove this draft order"
+    ]
     for key in suggestion.orders:
         order = kb.orders[key]
         description = order.pediatric_text if pediatric and order.pediatric_text else order.text
@@ -138,7 +142,7 @@ def build_suggestion(
             }
         )
     return {
-        "label": suggestion.label,
+        "label": _label(suggestion, kb),
         "uuid": suggestion_uuid(hook_instance, card_identity(finding), suggestion.key),
         "isRecommended": suggestion.recommended,
         "actions": actions,
@@ -175,31 +179,147 @@ def create_service_request(
     return resource
 
 
-def render_detail(finding: Finding, kb: KnowledgeBase, version: str) -> str:
-    """The card's markdown: the advice, then the evidence, then the sources."""
+def render_detail(finding: Finding, kb: KnowledgeBase, version: str = "") -> str:
+    """The card's markdown: the advice, then what the record shows, then the sources.
+
+    Prose only: resource ids, the rule id and the knowledge-base version go to the
+    evidence extension (`evidence_extension`), never into the text a clinician reads.
+    """
     parts = [finding.detail]
     if finding.evidence:
-        parts.append("**Evidence**\n\n" + "\n".join(_evidence_line(e) for e in finding.evidence))
-    if finding.citations:
-        lines = []
-        for citation in finding.citations:
-            source = kb.sources.get(citation.source)
-            title = source.title if source else citation.source
-            lines.append(f"- {title}: “{citation.quote}”")
-        parts.append("**Sources**\n\n" + "\n".join(lines))
-    parts.append(f"_Rule {finding.rule_id} · knowledge base {version}_")
+        parts.append(
+            "**In the record**\n\n" + "\n".join(evidence_line(e) for e in finding.evidence)
+        )
+    if finding.closing:
+        parts.append(finding.closing)
+    sources = sources_line(finding, kb)
+    if sources:
+        parts.append(sources)
     return "\n\n".join(p.strip() for p in parts if p.strip())
 
 
-def _evidence_line(evidence: Evidence) -> str:
-    line = f"- **{evidence.label}**: {evidence.value}"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DATE_WORDS = {"onset": "since", "started": "started", "start": "started"}
+
+
+def clinical_date(iso: str) -> str:
+    """"2026-11-15" as a clinician writes it: "15 Nov 2026" (other text is kept)."""
+    try:
+        day = date.fromisoformat(iso[:10])
+    except ValueError:
+        return iso
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def evidence_line(evidence: Evidence) -> str:
+    """One line a clinician reads: "Magnesium 1.4 mg/dL (low; lab range 1.7–2.2 mg/dL),
+    15 Nov 2026"; a record's words after a colon: "Complaint: Lower lip twitching, since
+    19 Nov 2026"."""
+    value = evidence.value.strip()
+    measured = bool(value) and (value[0].isdigit() or value[0] in "<>")
+    line = f"- {evidence.label} {value}" if measured else f"- {evidence.label}: {value}"
+    note = (evidence.note or "").strip()
+    when = _DATE_WORDS.get(note.lower()) if note else None
+    if note and when is None:
+        line += f" ({note})"
     if evidence.date:
-        line += f" on {evidence.date}"
-    if evidence.note:
-        line += f" ({evidence.note})"
-    if evidence.reference:
-        line += f" — {evidence.reference}"
+        line += f", {when} {clinical_date(evidence.date)}" if when else (
+            f", {clinical_date(evidence.date)}"
+        )
     return line
+
+
+def sources_line(finding: Finding, kb: KnowledgeBase) -> str:
+    """"Sources: a; b", each source once, named for a reader."""
+    names: list[str] = []
+    for citation in finding.citations:
+        source = kb.sources.get(citation.source)
+        name = (source.reader or source.title) if source else citation.source
+        if name not in names:
+            names.append(name)
+    return "Sources: " + "; ".join(names) + "." if names else ""
+
+
+def order_name(text: str) -> str:
+    """How a label names an orderable: "Serum potassium" -> "potassium", "TSH" -> "TSH"."""
+    name = text.strip().removeprefix("Serum ").split(",")[0].strip()
+    if len(name) > 1 and name[0].isupper() and not name[1].isupper():
+        name = name[0].lower() + name[1:]
+    return name
+
+
+def orders_label(verb: str, names: list[str]) -> str:
+    """"Order calcium and albumin": the verb and every name, in order, once."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return verb
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{verb} {listed}"
+
+
+def _label(suggestion: Suggestion, kb: KnowledgeBase) -> str:
+    """The label, with `{orders}` filled by the names of what the suggestion creates."""
+    if "{orders}" not in suggestion.label:
+        return suggestion.label
+    names = orders_label("", [order_name(kb.orders[k].text) for k in suggestion.orders]).strip()
+    return suggestion.label.replace("{orders}", names)
+
+
+def relabel(suggestion: dict[str, Any]) -> dict[str, Any]:
+    """A suggestion some of whose orders were taken away: its label names what remains."""
+    names = [
+        order_name(str(((a.get("resource") or {}).get("code") or {}).get("text", "")))
+        for a in suggestion.get("actions", [])
+        if a.get("type") == "create"
+    ]
+    return {**suggestion, "label": orders_label("Order", [n for n in names if n])}
+
+
+def card_rank(card: Mapping[str, Any], kb: KnowledgeBase) -> tuple[int, int, int]:
+    """Sort key of C1: critical, warning, info; with suggestions first; lifestyle last."""
+    rule_id = ((card.get("extension") or {}).get(EVIDENCE_EXTENSION) or {}).get("ruleId")
+    evaluator = next((r.evaluator for r in kb.rules if r.id == rule_id), "")
+    urgency = {"critical": 0, "warning": 1, "info": 2}.get(str(card.get("indicator")), 3)
+    return (1 if evaluator == "lifestyle" else 0, urgency, 0 if card.get("suggestions") else 1)
+
+
+def order_cards(cards: list[dict[str, Any]], kb: KnowledgeBase) -> list[dict[str, Any]]:
+    """The cards in the order a clinician needs them (a stable sort)."""
+    return sorted(cards, key=lambda card: card_rank(card, kb))
+
+
+WHY_LABEL = "Why this card?"
+
+
+def with_rule_links(
+    cards: list[dict[str, Any]], base_url: str, site: str | None = None
+) -> list[dict[str, Any]]:
+    """Each card with a "Why this card?" link to the service's page of its rule."""
+    base = base_url.rstrip("/")
+    out = []
+    for card in cards:
+        rule_id = ((card.get("extension") or {}).get(EVIDENCE_EXTENSION) or {}).get("ruleId")
+        if not rule_id:
+            out.append(card)
+            continue
+        url = f"{base}/rules/{quote(str(rule_id), safe='')}" + (f"?site={site}" if site else "")
+        links = [link for link in card.get("links", []) if link.get("label") != WHY_LABEL]
+        links.append({"label": WHY_LABEL, "url": url, "type": "absolute"})
+        out.append(_with_links(card, links))
+    return out
+
+
+def _with_links(card: dict[str, Any], links: list[dict[str, Any]]) -> dict[str, Any]:
+    """Put links where CDS Hooks lists them: after suggestions, before the extension."""
+    out: dict[str, Any] = {}
+    for key, value in card.items():
+        if key == "links":
+            continue
+        if key == "extension" and "links" not in out:
+            out["links"] = links
+        out[key] = value
+    out.setdefault("links", links)
+    return out
 
 
 def evidence_extension(finding: Finding, version: str) -> dict[str, Any]:

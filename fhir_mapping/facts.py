@@ -408,6 +408,7 @@ class LabReader:
             value=canonical,
             unit=analyte.canonical_unit,
             reported_value=float(value),
+            reported_text=str(value) if isinstance(value, int) else repr(float(value)),
             reported_unit=_unit_text(quantity) if not inferred else unit,
             effective=effective,
             status=resource["status"],

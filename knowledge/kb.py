@@ -167,6 +167,7 @@ class Source:
     title: str
     kind: str  # "seed" | "clinical" | "standard"
     note: str = ""
+    reader: str = ""  # the card's name for it: "patient-education articles on lip twitching"
 
 
 @dataclass(frozen=True)

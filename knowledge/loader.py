@@ -301,7 +301,8 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
         texts=dict(rules_file["texts"]),
         calcium_correction=CalciumCorrection(**rules_file["calcium_correction"]),
         sources={
-            sid: Source(id=sid, title=s["title"], kind=s["kind"], note=s["note"])
+            sid: Source(id=sid, title=s["title"], kind=s["kind"], note=s["note"],
+                        reader=s["reader"])
             for sid, s in docs["sources.yaml"]["sources"].items()
         },
         services={

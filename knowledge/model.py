@@ -67,6 +67,7 @@ class LabResult:
     matched_by_name: bool = False  # P3 fallback
     unit_inferred: bool = False  # §1.2 "missing unit" policy
     display: str = ""  # the lab's own name for the test
+    reported_text: str = ""  # the number as the laboratory wrote it: "3.0", "<2.5"
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ class Finding:
     reasons: tuple[str, ...] = ()  # references that triggered it ("Observation/1", "Condition/2")
     citations: tuple[Citation, ...] = ()
     concerns: str | None = None  # the context resource it is about, e.g. a draft order
+    closing: str = ""  # markdown after the evidence: what comes last (treatment options)
 
 
 @dataclass(frozen=True)

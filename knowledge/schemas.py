@@ -325,6 +325,7 @@ class OrdersFileSchema(_Strict):
 
 class SourceSchema(_Strict):
     title = _text()
+    reader = _text()  # how a card names it for a clinician, in one line
     kind = fields.String(required=True, validate=validate.OneOf(SOURCE_KINDS))
     note = fields.String(load_default="")
 

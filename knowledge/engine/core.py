@@ -91,9 +91,14 @@ def make_finding(
     suggestions: Iterable[Suggestion] = (),
     reasons: Iterable[str] = (),
     extra_detail: str = "",
+    lead: str = "",
+    closing: str = "",
     concerns: str | None = None,
 ) -> Finding:
-    """Fill the rule's templates and build the finding (one card)."""
+    """Fill the rule's templates and build the finding (one card).
+
+    `lead` opens the detail (a critical card's action comes first); `extra_detail` ends it.
+    """
     template = rule.summary.get(indicator.wire) or rule.summary.get("default")
     if template is None:
         raise EngineError(f"rule {rule.id} has no summary for indicator {indicator.wire}")
@@ -106,6 +111,8 @@ def make_finding(
         summary = summary[: SUMMARY_LIMIT - 2].rstrip() + "…"
     if extra_detail:
         detail = f"{detail}\n\n{extra_detail.strip()}"
+    if lead.strip():
+        detail = f"{lead.strip()}\n\n{detail}"
     return Finding(
         rule_id=rule.id,
         kind=kind or rule.kind,
@@ -118,6 +125,7 @@ def make_finding(
         reasons=tuple(dict.fromkeys(reasons)),
         citations=tuple(Citation(source, quote) for source, quote in rule.citations),
         concerns=concerns,
+        closing=closing.strip(),
     )
 
 

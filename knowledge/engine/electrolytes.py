@@ -21,7 +21,7 @@ from knowledge.engine.labs import (
     lab_evidence,
     members,
 )
-from knowledge.engine.text import day, fmt, join_words, md
+from knowledge.engine.text import day, fmt, join_words, md, reported
 from knowledge.kb import Rule
 from knowledge.model import Evidence, Finding, Indicator, LabResult, Suggestion
 
@@ -29,10 +29,9 @@ ELECTROLYTES = ("potassium", "magnesium", "calcium")
 
 
 class MissingLabsTexts(Params):
-    stale = Template(fills=("analyte", "value", "unit", "date", "days"), required=True)
-    unusable = Template(fills=("text", "date", "reference", "reason"), required=True)
-    no_reference = Template(required=True)  # in place of a result's missing id
-    older_results = Template(fills=("lines",), required=True)  # added to the detail
+    # Notes on the evidence line of a result that was not used: "older than 90 days".
+    stale = Template(fills=("days",), required=True)
+    unusable = Template(fills=("reason",), required=True)
 
 
 class MissingLabsParams(Params):
@@ -97,28 +96,24 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
             suggestions.append(suggestion(rule, key))
     texts = rule.params["texts"]
     evidence: list[Evidence] = []
-    lines: list[str] = []
+    days = ctx.policy.days("freshness_days")
     for analyte in missing:
         for key in members(analyte):
+            display = ctx.kb.analytes[key].display
             for result in ctx.stale.get(key, [])[:1]:
-                evidence.append(lab_evidence(ctx.kb.analytes[key].display, result))
-                lines.append(
-                    texts["stale"].format(
-                        analyte=ctx.kb.analytes[key].display,
-                        value=fmt(result.reported_value),
-                        unit=result.reported_unit,
-                        date=day(result.effective),
-                        days=ctx.policy.days("freshness_days"),
-                    )
-                )
+                note = texts["stale"].format(days=days)
+                evidence.append(lab_evidence(display, result, note=note))
             for unusable in ctx.facts.unusable_labs:
                 if unusable.analyte == key:
-                    lines.append(
-                        texts["unusable"].format(
-                            text=md(unusable.text),
-                            date=day(unusable.effective),
-                            reference=unusable.reference or texts["no_reference"],
-                            reason=md(unusable.reason),
+                    evidence.append(
+                        Evidence(
+                            label=display,
+                            value=md(unusable.text),
+                            date=unusable.effective.date().isoformat()
+                            if unusable.effective
+                            else None,
+                            reference=unusable.reference,
+                            note=texts["unusable"].format(reason=md(unusable.reason)),
                         )
                     )
     names = [analyte_word(a) for a in missing]
@@ -126,7 +121,6 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
         "missing": join_words(names),
         "freshness_days": ctx.policy.days("freshness_days"),
     }
-    extra = texts["older_results"].format(lines="\n".join(lines)) if lines else ""
     return [
         make_finding(
             ctx,
@@ -136,7 +130,6 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
             evidence=evidence,
             suggestions=suggestions,
             reasons=[c.reference for c in ctx.facts.complaints if c.reference],
-            extra_detail=extra,
         )
     ]
 
@@ -179,7 +172,7 @@ def _low_finding(
     indicator = Indicator.CRITICAL if judged.critical else Indicator.WARNING
     # Show the lab's own value and unit; a derived value (corrected calcium) in canonical units.
     derived = judged.value != result.value
-    value = fmt(judged.value) if derived else fmt(result.reported_value)
+    value = fmt(judged.value) if derived else reported(result.reported_value, result.reported_text)
     unit = judged.unit if derived else result.reported_unit
     values = {
         "value": value,
@@ -200,7 +193,7 @@ def _low_finding(
         evidence=judged.evidence,
         suggestions=_suggestions_for_low(rule, extra_orders),
         reasons=judged.reasons,
-        extra_detail=note,
+        lead=note,
     )
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from knowledge.engine.fields import Params, Ref
-from knowledge.engine.text import day, fmt, md
+from knowledge.engine.text import converted, day, fmt, like, md, reported
 from knowledge.kb import KnowledgeBase
 from knowledge.model import DataIssue, DataState, Evidence, LabResult, PatientFacts
 from knowledge.policy import Policy
@@ -119,6 +119,11 @@ class Context:
             return None  # §1.3: no adult default for a child's calcium; said in the detail
         else:
             limit, source = self.policy[low_name], self.kb.texts["default_limit"]
+        low = _below(value, limit, converted=_converted(result) and result.reference_low is None)
+        critical = _below(value, self.policy[critical_name], converted=_converted(result))
+        direct = value == result.value  # the value judged is the one the lab reported
+        word = ("critically low" if critical else "low" if low else "not low") if direct else None
+        shown_label = label if direct else self.kb.analytes[result.analyte].display
         return Judgement(
             analyte=result.analyte,
             label=label,
@@ -127,9 +132,17 @@ class Context:
             result=result,
             limit=limit,
             limit_source=source,
-            low=_below(value, limit, converted=_converted(result) and result.reference_low is None),
-            critical=_below(value, self.policy[critical_name], converted=_converted(result)),
-            evidence=[lab_evidence(label.capitalize(), result)],
+            low=low,
+            critical=critical,
+            evidence=[
+                lab_evidence(
+                    shown_label[:1].upper() + shown_label[1:],
+                    result,
+                    judged=word,
+                    limit=limit if result.reference_low is None else None,
+                    limit_unit=result.unit,
+                )
+            ],
             reasons=tuple(r for r in (result.reference,) if r),
         )
 
@@ -251,25 +264,47 @@ def analyte_judged_by_default_in_children(analyte: str) -> bool:
     return analyte in ("potassium", "magnesium")
 
 
-def lab_evidence(label: str, result: LabResult) -> Evidence:
-    notes = []
+def lab_evidence(
+    label: str,
+    result: LabResult,
+    *,
+    judged: str | None = None,
+    limit: float | None = None,
+    limit_unit: str | None = None,
+    note: str | None = None,
+) -> Evidence:
+    """One result in clinical words: "Magnesium 1.4 mg/dL (low; lab range 1.7–2.2 mg/dL)".
+
+    The value and its range in the laboratory's own unit, as reported. A conversion only
+    when the deciding limit is in another unit (`limit` in `limit_unit`), once. `judged`:
+    "low", "critically low", "not low"; `note`: anything else said of it (e.g. its age).
+    """
+    shown = reported(result.reported_value, result.reported_text)
+    notes = [judged] if judged else []
+    factor = (result.reported_value / result.value) if result.value else 1.0
     if result.reference_low is not None or result.reference_high is not None:
-        low = fmt(result.reference_low) if result.reference_low is not None else ""
-        high = fmt(result.reference_high) if result.reference_high is not None else ""
-        notes.append(f"reference range {low}–{high} {result.unit}")
-    if result.reported_unit != result.unit:
-        notes.append(f"= {fmt(result.value)} {result.unit}")
+        low = "" if result.reference_low is None else like(result.reference_low * factor, shown)
+        high = "" if result.reference_high is None else like(result.reference_high * factor, shown)
+        notes.append(f"lab range {low}–{high} {result.reported_unit}")
+    elif limit is not None and limit_unit:
+        if limit_unit != result.reported_unit:
+            value = converted(result.value, shown)
+            notes.append(f"{value} {limit_unit}; default limit {fmt(limit)} {limit_unit}")
+        else:
+            notes.append(f"default limit {fmt(limit)} {limit_unit}")
     if result.unit_inferred:
-        notes.append("unit inferred")
+        notes.append("unit not given by the lab")
     if result.matched_by_name:
-        notes.append(f"matched by name ({md(result.display)})")
+        notes.append(f"reported as {md(result.display)}")
     if result.status == "preliminary":
         notes.append("preliminary result")
     elif result.status in ("amended", "corrected"):
         notes.append(f"{result.status} result")
+    if note:
+        notes.append(note)
     return Evidence(
         label=label,
-        value=f"{fmt(result.reported_value)} {result.reported_unit}",
+        value=f"{shown} {result.reported_unit}",
         date=result.effective.date().isoformat(),
         reference=result.reference,
         note="; ".join(notes) or None,

@@ -20,7 +20,7 @@ from knowledge.engine.labs import (
     electrolyte_judgement,
     members,
 )
-from knowledge.engine.text import day, fmt, md
+from knowledge.engine.text import day, md, reported
 from knowledge.kb import Rule
 from knowledge.model import (
     Citation,
@@ -118,18 +118,13 @@ def _medication_values(ctx: Context, use: MedicationUse, unknown_start: str) -> 
 
 
 def _medication_evidence(use: MedicationUse) -> list[Evidence]:
-    matched = {
-        "ingredient-code": "RxNorm ingredient code",
-        "product-code": "RxNorm product code",
-        "text": "matched by name",
-    }[use.matched_by]
     return [
         Evidence(
             label="Medication",
             value=md(use.text),
             date=use.start.date().isoformat() if use.start else None,
             reference=use.references[0] if use.references else None,
-            note=f"started; {matched}" if use.start else matched,
+            note="started" if use.start else None,
         )
     ]
 
@@ -208,7 +203,7 @@ def _depleting_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Findi
         status.append(
             texts["low" if judged.low else "normal"].format(
                 analyte=title,
-                value=fmt(result.reported_value),
+                value=reported(result.reported_value, result.reported_text),
                 unit=result.reported_unit,
                 date=day(result.effective),
             )
@@ -219,7 +214,9 @@ def _depleting_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Findi
     if lows:
         values["low_finding"] = " and ".join(
             texts["low_finding"].format(
-                analyte=j.analyte, value=fmt(j.result.reported_value), unit=j.result.reported_unit
+                analyte=j.analyte,
+                value=reported(j.result.reported_value, j.result.reported_text),
+                unit=j.result.reported_unit,
             )
             for j in lows
         )
@@ -304,13 +301,8 @@ def draft_medication(ctx: Context, rule: Rule) -> list[Finding]:
 def _draft_finding(ctx: Context, rule: Rule, draft: DraftMedication) -> Finding | None:
     params = rule.params
     drug_class = ctx.kb.drug_classes[draft.drug_class]
-    matched = {
-        "ingredient-code": "RxNorm ingredient code",
-        "product-code": "RxNorm product code",
-        "text": "matched by name",
-    }[draft.matched_by]
     texts = params["texts"]
-    evidence = [Evidence("Draft order", md(draft.text), None, draft.reference, matched)]
+    evidence = [Evidence("Draft order", md(draft.text), None, draft.reference)]
     reasons: list[str] = []
     why: list[str] = []
     lines: list[str] = []
@@ -348,7 +340,7 @@ def _draft_finding(ctx: Context, rule: Rule, draft: DraftMedication) -> Finding 
         result = judged.result
         evidence.extend(judged.evidence)
         reasons.extend(judged.reasons)
-        shown = f"{fmt(result.reported_value)} {result.reported_unit}"
+        shown = f"{reported(result.reported_value, result.reported_text)} {result.reported_unit}"
         when = day(result.effective)
         if judged.low:
             why.append(texts["low_reason"].format(analyte=word, value=shown, date=when))
@@ -416,7 +408,7 @@ def _no_fresh_line(ctx: Context, texts: Mapping[str, str], analyte: str) -> str:
     return texts["stale"].format(
         analyte=analyte_word(analyte),
         days=ctx.policy.days("freshness_days"),
-        value=fmt(last.reported_value),
+        value=reported(last.reported_value, last.reported_text),
         unit=last.reported_unit,
         date=day(last.effective),
     )

@@ -25,7 +25,8 @@ class RedFlagsTexts(Params):
 class RedFlagsParams(Params):
     persistence = Ref("thresholds", required=True)  # days after which twitching is persistent
     persistent_flag = Ref("red flags", required=True)  # the flag raised for it
-    critical_note = Template(load_default="")  # added to the detail of a critical card
+    critical_note = Template(load_default="")  # opens the detail of a critical card
+    treatments = Template(load_default="")  # what a neurologist may offer: said last
     # the MRI is suggested for these flags, or a complaint whose words match `mri_text`
     mri_flags = fields.List(Ref("red flags"), load_default=list)
     mri_text = Pattern(load_default=None)
@@ -93,11 +94,9 @@ def red_flags(ctx: Context, rule: Rule) -> list[Finding]:
         suggestions.append(suggestion(rule, "mri-brain"))
     values = {"triggers": triggers, "trigger_list": trigger_list}
     note = rule.params["critical_note"] if indicator is Indicator.CRITICAL else ""
+    # Each flag once, as a line of the record (its reference goes to the extension).
     evidence = [
-        Evidence(
-            f.label, md(f.evidence), None, f.reference, f"{f.severity.wire}; by {f.matched_by}"
-        )
-        for f in flags
+        Evidence(f.label, md(f.evidence), None, f.reference, f.severity.wire) for f in flags
     ]
     return [
         make_finding(
@@ -108,7 +107,8 @@ def red_flags(ctx: Context, rule: Rule) -> list[Finding]:
             evidence=evidence,
             suggestions=suggestions,
             reasons=[f.reference for f in flags if f.reference],
-            extra_detail=note,
+            lead=note,
+            closing=rule.params.get("treatments", ""),
         )
     ]
 

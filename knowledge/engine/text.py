@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 
@@ -22,9 +23,42 @@ def fmt(value: float) -> str:
     return f"{round(value, 2):g}"
 
 
-def day(moment: datetime | None) -> str:
-    return moment.date().isoformat() if moment else "an unknown date"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
+
+def day(moment: datetime | None) -> str:
+    """A date as a clinician writes it: "15 Nov 2026"."""
+    if moment is None:
+        return "an unknown date"
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
+
+
+def reported(value: float, text: str | None = None) -> str:
+    """A value as the laboratory reported it: "3.0" stays "3.0" (a JSON number read as a
+    float keeps its written decimals in repr); `text`, when the reader kept it, wins."""
+    if text:
+        return text
+    if float(value).is_integer() and not isinstance(value, float):
+        return str(int(value))
+    shown = repr(float(value))
+    return shown if "e" not in shown else fmt(value)
+
+
+def converted(value: float, example: str) -> str:
+    """A converted value with the significant digits of the reported `example`:
+    1.4 mg/dL is 0.58 mmol/L, not 0.576 or 0.6."""
+    digits = max(len(example.lstrip("<>=").replace(".", "").lstrip("0")), 1)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(digits - 1 - magnitude, 0)
+    return f"{round(value, decimals):.{decimals}f}"
+
+
+def like(value: float, example: str) -> str:
+    """`value` (e.g. a converted limit) with as many decimals as the reported `example`."""
+    decimals = len(example.split(".", 1)[1]) if "." in example else 0
+    return f"{value:.{decimals}f}"
 
 
 

@@ -107,7 +107,7 @@ def test_stale_results_are_quoted_and_never_judged(client):
     assert "hypokalemia-workup" not in kinds(cards)
     missing = card(cards, "lab-workup-missing")
     assert "2.9 mmol/L" in missing["detail"]
-    assert "stale" in missing["detail"]
+    assert "older than 90 days, so not used" in missing["detail"]
 
 
 def test_optional_tsh_b12_vitamin_d_only_when_none_within_365_days(client):
