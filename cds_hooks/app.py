@@ -29,6 +29,7 @@ from cds_hooks.security.auth import build_verifier, install_auth
 from cds_hooks.sites import SiteRegistry, load_site_policies
 from cds_hooks.store.pseudonym import load_patient_key
 from cds_hooks.store.recording import CardRecorder, open_store
+from cds_hooks.ui.wiring import install_ui
 from knowledge import load_knowledge_base
 from knowledge.policy import Policy
 
@@ -81,6 +82,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         hooks={s.definition.hook for s in services},
         base_url=settings.public_base_url,
     )
+    install_ui(app, rt)  # public rule pages; preview and governance as settings allow
     register_error_handlers(app)
     log.info(
         "lipcds ready: knowledge base %s, %d services, env=%s",

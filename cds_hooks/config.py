@@ -50,6 +50,13 @@ class Settings:
     metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <it>"
     clock: Callable[[], datetime] = _utcnow  # injectable for tests; not read from env
 
+    # -- pages for people (cds_hooks/ui) ---------------------------------------------------
+    # Rule pages are always public. The card preview and governance pages: None = on outside
+    # production, off in production; True/False forces. On in production they need
+    # ui_credential (HTTP Basic password or bearer token).
+    ui_pages: bool | None = None
+    ui_credential: str | None = None
+
     # -- store (feedback, issued cards) ---------------------------------------------------
     database_url: str = field(default_factory=default_database_url)
     patient_id_key: str | None = None  # HMAC key for patient-id hashes
@@ -78,6 +85,10 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+
+# Settings whose default is None but whose value, when set, has a type.
+_TYPED_NONE: dict[str, Any] = {"ui_pages": False}
 
 
 def _parse(name: str, raw: str, example: Any) -> Any:
@@ -124,7 +135,8 @@ def load_settings(
     for f in dataclass_fields(Settings):
         raw = environ.get(ENV_PREFIX + f.name.upper())
         if raw is not None and f.name != "clock":
-            values[f.name] = _parse(f.name, raw, getattr(defaults, f.name))
+            example = _TYPED_NONE.get(f.name, getattr(defaults, f.name))
+            values[f.name] = _parse(f.name, raw, example)
     for key, value in (overrides or {}).items():
         name = key.lower()
         if name not in known:
@@ -188,6 +200,10 @@ class _SettingsSchema(Schema):
     metrics_token = fields.String(
         allow_none=True, validate=validate.Length(min=16, error="must be at least 16 characters")
     )
+    ui_pages = fields.Boolean(allow_none=True)
+    ui_credential = fields.String(
+        allow_none=True, validate=validate.Length(min=16, error="must be at least 16 characters")
+    )
 
     @validates_schema
     def _production(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -201,6 +217,12 @@ class _SettingsSchema(Schema):
             )
         if "*" in data.get("cors_origins", []):
             raise ValidationError("'*' is only allowed outside production", "cors_origins")
+        if data.get("ui_pages") and not data.get("ui_credential"):
+            raise ValidationError(
+                "true in production needs LIPCDS_UI_CREDENTIAL: the card preview and "
+                "governance pages are never open without it there",
+                "ui_pages",
+            )
         if data.get("auth_mode") == "jwt" and not data.get("public_base_url"):
             # Without it the expected JWT audience would come from the Host header, which
             # the caller chooses: a token minted for another service could then pass as ours.

@@ -18,6 +18,7 @@ start-up: a mistake stops start-up naming the site and the field.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,14 @@ class _FileSchema(Schema):
         unknown = RAISE
 
     sites = fields.List(fields.Dict(), required=True)
+
+
+def site_key(issuer: str | None, tenant: str | None) -> str | None:
+    """An opaque handle for a site in a public link (the rule pages' `?site=`): the pages
+    find the site's thresholds by it; a reader of the link learns neither issuer nor tenant."""
+    if not issuer:
+        return None
+    return hashlib.sha256(f"{issuer}\n{tenant or ''}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from cds_hooks.hooks.call import HookCall
 from cds_hooks.hooks.prefetch import resolve_data
 from cds_hooks.http.errors import InvalidRequest, UnknownService
 from cds_hooks.http.schemas import CONTEXT_SCHEMAS, HookRequestSchema
+from cds_hooks.sites import site_key
 from cds_hooks.validation import flatten_messages
+from fhir_mapping.cards import with_rule_links
 from knowledge.kb import KnowledgeBase, ServiceDefinition
 
 if TYPE_CHECKING:
@@ -76,8 +78,13 @@ def run_hook(
     *,
     issuer: str | None = None,
     tenant: str | None = None,
+    rule_pages: str | None = None,
 ) -> dict[str, Any]:
-    """Answer one hook request: the CDS Hooks response body."""
+    """Answer one hook request: the CDS Hooks response body.
+
+    `rule_pages`: the base URL of this service's public pages; every card then links to
+    the page of its rule ("Why this card?").
+    """
     service = rt.services.get(service_id)
     if service is None:
         raise UnknownService(f"no CDS service with id {service_id!r}")
@@ -99,6 +106,10 @@ def run_hook(
         shown_cards=rt.store,
     )
     result = service.handler(call)
+    if rule_pages:
+        configured = site is not rt.sites.default
+        key = site_key(site.issuer, site.tenant) if configured else None
+        result.cards = with_rule_links(result.cards, rule_pages, key)
     for problem in response_problems(result.response()):
         # A card that breaks CDS Hooks 2.0 is our bug: log it, still answer.
         log.warning("%s: response does not conform to CDS Hooks 2.0: %s", definition.id, problem)

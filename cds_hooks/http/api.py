@@ -37,9 +37,20 @@ def call_service(service_id: str) -> ResponseReturnValue:
     if isinstance(body, dict):
         note_hook_instance(body.get("hookInstance"))  # on every log line of this call
     client = g.cds_client  # set by cds_hooks.security.auth before any view runs
-    answer = run_hook(rt, service_id, body, issuer=client.iss, tenant=client.tenant)
+    answer = run_hook(
+        rt, service_id, body, issuer=client.iss, tenant=client.tenant,
+        rule_pages=rule_pages_base(rt.settings),
+    )
     note_cards(answer["cards"])
     return jsonify(answer)
+
+
+def rule_pages_base(settings: Any) -> str | None:
+    """Where the "Why this card?" links point: LIPCDS_PUBLIC_BASE_URL, else (outside
+    production) the host the request came to."""
+    if settings.public_base_url:
+        return str(settings.public_base_url)
+    return None if settings.is_production else request.host_url
 
 
 def read_json_body() -> Any:

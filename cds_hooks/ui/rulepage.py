@@ -7,7 +7,6 @@ Pure functions of the knowledge base and a policy, so the page and its tests nee
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,15 +43,6 @@ _ANALYTES_READ: dict[str, tuple[str, ...]] = {
 _DRUG_GROUPS = {"suspect_medication": "seed", "depleting_medication": "depleting"}
 _GROUP_WORDS = {"seed": "may cause twitching", "depleting": "lower electrolytes"}
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-
-
-def site_key(issuer: str | None, tenant: str | None) -> str | None:
-    """An opaque handle for a site in a public link: the page finds the site's thresholds
-    by it, and a reader of the link learns nothing of the EHR's issuer or tenant."""
-    if not issuer:
-        return None
-    digest = hashlib.sha256(f"{issuer}\n{tenant or ''}".encode()).hexdigest()
-    return digest[:16]
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 
+from cds_hooks.sites import site_key
 from cds_hooks.ui import governance as gov
 from cds_hooks.ui import preview as pv
 from cds_hooks.ui.access import UiAccess, same_origin_post
-from cds_hooks.ui.rulepage import rule_page, site_key
+from cds_hooks.ui.rulepage import rule_page
 from knowledge.kb import KnowledgeBase
 from knowledge.policy import Policy
 

@@ -9,8 +9,9 @@ from flask import Flask
 
 from cds_hooks.cli import demo as demos
 from cds_hooks.hooks.pipeline import run_hook
+from cds_hooks.http.api import rule_pages_base
 from cds_hooks.http.errors import CDSHooksError
-from cds_hooks.runtime import Runtime, runtime
+from cds_hooks.runtime import Runtime
 from cds_hooks.store import FeedbackItem, StoreError
 from cds_hooks.ui.access import UiAccess
 from cds_hooks.ui.preview import PREVIEW_ISSUER
@@ -18,10 +19,12 @@ from cds_hooks.ui.views import SiteView, UiContext, create_ui_blueprint
 
 
 def access_from_settings(settings: Any) -> UiAccess:
-    enabled = getattr(settings, "ui_pages", None)
+    """On outside production unless switched off; in production only when switched on
+    (and then config has made sure a credential is set)."""
+    enabled = settings.ui_pages
     if enabled is None:
         enabled = not settings.is_production
-    return UiAccess(enabled=bool(enabled), credential=getattr(settings, "ui_credential", None))
+    return UiAccess(enabled=bool(enabled), credential=settings.ui_credential)
 
 
 def ui_context(rt: Runtime) -> UiContext:
@@ -35,7 +38,10 @@ def ui_context(rt: Runtime) -> UiContext:
     preview_rt = dataclasses.replace(rt, fetcher=None)
 
     def run(service_id: str, body: Any) -> dict[str, Any]:
-        return run_hook(preview_rt, service_id, body, issuer=PREVIEW_ISSUER, tenant=None)
+        return run_hook(
+            preview_rt, service_id, body, issuer=PREVIEW_ISSUER, tenant=None,
+            rule_pages=rule_pages_base(rt.settings),
+        )
 
     return UiContext(
         kb=rt.kb,
@@ -51,8 +57,8 @@ def ui_context(rt: Runtime) -> UiContext:
     )
 
 
-def install_ui(app: Flask, access: UiAccess | None = None) -> None:
-    rt = runtime(app)
+def install_ui(app: Flask, rt: Runtime, access: UiAccess | None = None) -> None:
+    """Register the pages on `app`; `access` overrides what the settings say."""
     context = ui_context(rt)
     app.register_blueprint(
         create_ui_blueprint(lambda: context, access or access_from_settings(rt.settings))

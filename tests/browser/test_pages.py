@@ -88,6 +88,23 @@ def test_preview_shows_demo_cards_as_an_ehr_would(
     assert_accessible(page, axe_source)
 
 
+def test_why_this_card_leads_to_the_rule_page(
+    page: Any, live_server: Any, axe_source: str
+) -> None:
+    run_demo(page, live_server.url, "patient:facial-droop")
+    card = cards(page).first
+    assert card.get_attribute("data-indicator") == "critical"
+    link = card.locator("ul.links a", has_text="Why this card?")
+    assert link.get_attribute("data-link-type") == "absolute"
+    assert link.get_attribute("href") == f"{live_server.url}/rules/R9"
+    link.click()
+    page.wait_for_url(f"{live_server.url}/rules/R9")
+    assert page.locator("h1").inner_text().startswith("R9: ")
+    assert page.locator("ol.citations blockquote").count() >= 5
+    assert page.locator("#thresholds").is_visible()
+    assert_accessible(page, axe_source)
+
+
 def test_request_and_response_json_on_demand(page: Any, live_server: Any) -> None:
     run_demo(page, live_server.url, "patient:low-potassium-meq")
     request_box = page.locator("details.json", has_text="Request JSON")
@@ -242,9 +259,8 @@ def test_console_errors_are_caught(browser_context: Any, live_server: Any) -> No
 def test_screenshot_of_the_preview(page: Any, live_server: Any, tmp_path: Path) -> None:
     """The README's picture; LIPCDS_UPDATE_SCREENSHOT=1 writes it to docs/."""
     run_demo(page, live_server.url, "patient:low-magnesium-mgdl")
-    page.locator("#result").scroll_into_view_if_needed()
     shot = tmp_path / "card-preview.png"
-    page.locator("main").screenshot(path=str(shot))
+    page.locator("section.result .cards").screenshot(path=str(shot))
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     if os.environ.get("LIPCDS_UPDATE_SCREENSHOT") == "1":

@@ -58,3 +58,24 @@ def test_repr_hides_the_credential() -> None:
 )
 def test_same_origin_post(headers: dict[str, str], allowed: bool) -> None:
     assert same_origin_post(request_with(headers, "POST")) is allowed
+
+
+def test_settings_decide_the_pages() -> None:
+    from cds_hooks.config import ConfigError, load_settings
+    from cds_hooks.ui.wiring import access_from_settings
+
+    def access(environ: dict[str, str]) -> UiAccess:
+        base = {"LIPCDS_PUBLIC_BASE_URL": "https://cds.example.org"}
+        return access_from_settings(load_settings(environ={**base, **environ}))
+
+    assert access({"LIPCDS_ENV": "development"}).enabled
+    assert not access({"LIPCDS_ENV": "development", "LIPCDS_UI_PAGES": "false"}).enabled
+    assert not access({}).enabled  # production: off unless turned on
+    on = access({"LIPCDS_UI_PAGES": "true", "LIPCDS_UI_CREDENTIAL": "x" * 20})
+    assert on.enabled and on.credential == "x" * 20
+    with pytest.raises(ConfigError, match="needs LIPCDS_UI_CREDENTIAL"):
+        access({"LIPCDS_UI_PAGES": "true"})
+    with pytest.raises(ConfigError, match="at least 16"):
+        access({"LIPCDS_UI_PAGES": "true", "LIPCDS_UI_CREDENTIAL": "short"})
+    with pytest.raises(ConfigError, match="LIPCDS_UI_PAGES"):
+        access({"LIPCDS_UI_PAGES": "maybe"})

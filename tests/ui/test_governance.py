@@ -55,13 +55,11 @@ def test_shadow_sites_are_marked(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     from cds_hooks.app import create_app
-    from cds_hooks.ui.rulepage import site_key
-    from cds_hooks.ui.wiring import install_ui
+    from cds_hooks.sites import site_key
 
     app = create_app({"env": "development", "auth_mode": "disabled",
                       "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}",
                       "patient_id_key": "k" * 32, "site_policy_file": str(sites)})
-    install_ui(app)
     client = app.test_client()
     html = client.get("/ui/governance").text
     assert "https://ehr.south.example.org (shadow mode)" in html
@@ -74,13 +72,11 @@ def test_shadow_sites_are_marked(tmp_path: Path) -> None:
 
 def test_store_unavailable_is_an_error_not_zero(tmp_path: Path) -> None:
     from cds_hooks.app import create_app
-    from cds_hooks.ui.wiring import install_ui
 
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     app = create_app({"env": "development", "auth_mode": "disabled",
                       "database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none",
                       "patient_id_key": "k" * 32})
-    install_ui(app)
     response = app.test_client().get("/ui/governance")
     assert response.status_code == 503
     assert "unavailable" in response.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import Any
 import pytest
 
 from cds_hooks.cli.demo import hook_request, list_demos, load_demo
-from cds_hooks.ui import UiAccess
 from cds_hooks.ui.preview import PreviewProblem, card_view, parse_json, run_preview
 from tests.browser.server import build_app
 
 PV = "lip-twitch-patient-view"
 SAME_ORIGIN = {"Origin": "http://localhost"}
+
+CREDENTIAL = "ui-credential-0123456789"
 
 
 def run(client: Any, **form: str) -> str:
@@ -153,18 +155,19 @@ def test_cross_site_posts_are_refused(client: Any) -> None:
 
 
 def test_pages_off_answer_404(tmp_path: Path) -> None:
-    client = build_app(tmp_path, UiAccess(enabled=False)).test_client()
+    client = build_app(tmp_path, ui_pages=False).test_client()
     assert client.get("/ui/").status_code == 404
     assert client.get("/ui/governance").status_code == 404
     assert client.get("/rules/R1").status_code == 200
 
 
 def test_pages_with_a_credential_ask_for_it(tmp_path: Path) -> None:
-    client = build_app(tmp_path, UiAccess(enabled=True, credential="pw-123")).test_client()
+    client = build_app(tmp_path, ui_pages=True, ui_credential=CREDENTIAL).test_client()
     refused = client.get("/ui/governance")
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"].startswith("Basic ")
-    ok = client.get("/ui/governance", headers={"Authorization": "Basic " + "eDpwdy0xMjM="})
+    basic = "Basic " + base64.b64encode(f"x:{CREDENTIAL}".encode()).decode()
+    ok = client.get("/ui/governance", headers={"Authorization": basic})
     assert ok.status_code == 200
 
 

@@ -7,13 +7,16 @@ from typing import Any
 
 import pytest
 
-from cds_hooks.ui.rulepage import rule_page, site_key
+from cds_hooks.sites import site_key
+from cds_hooks.ui.rulepage import rule_page
 from knowledge import load_knowledge_base
 from knowledge.policy import Policy
 from tests.browser.server import build_app
 
 KB = load_knowledge_base()
 RULE_IDS = [rule.id for rule in KB.rules]
+
+CREDENTIAL = "ui-credential-0123456789"
 
 
 @pytest.mark.parametrize("rule_id", RULE_IDS)
@@ -38,16 +41,14 @@ def test_unknown_rule_is_a_404_page(client: Any) -> None:
 
 
 def test_rule_pages_need_no_credential_even_when_the_other_pages_do(tmp_path: Path) -> None:
-    from cds_hooks.ui import UiAccess
-
-    client = build_app(tmp_path, UiAccess(enabled=True, credential="pw-123")).test_client()
+    client = build_app(tmp_path, ui_pages=True, ui_credential=CREDENTIAL).test_client()
     assert client.get("/rules/R3").status_code == 200
     assert client.get("/rules/").status_code == 200
     css = client.get("/ui/static/ui.css")
     assert css.status_code == 200
     css.close()
     assert client.get("/ui/").status_code == 401
-    assert client.get("/ui/", headers={"Authorization": "Bearer pw-123"}).status_code == 200
+    assert client.get("/ui/", headers={"Authorization": f"Bearer {CREDENTIAL}"}).status_code == 200
 
 
 def test_thresholds_in_force_for_a_site() -> None:
@@ -115,12 +116,10 @@ def test_site_link_shows_that_sites_thresholds(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     from cds_hooks.app import create_app
-    from cds_hooks.ui.wiring import install_ui
 
     app = create_app({"env": "development", "auth_mode": "disabled",
                       "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}",
                       "patient_id_key": "k" * 32, "site_policy_file": str(sites)})
-    install_ui(app)
     client = app.test_client()
     key = site_key("https://ehr.north.example.org", None)
     html = client.get(f"/rules/R3?site={key}").get_data(as_text=True)
