@@ -234,7 +234,8 @@ def _terms(pattern: Any) -> tuple[str, ...]:
 
 
 def _concept_group(concept: ConditionConcept, title: str) -> MatchGroup:
-    return MatchGroup(title=title, codes=_code_rows(concept.codes), terms=_terms(concept.text))
+    terms = _terms(getattr(concept, "text", None))
+    return MatchGroup(title=title, codes=_code_rows(concept.codes), terms=terms)
 
 
 def _complaint_group(kb: KnowledgeBase) -> MatchGroup:
@@ -245,9 +246,9 @@ def _complaint_group(kb: KnowledgeBase) -> MatchGroup:
         for r in _code_rows(complaint.codes_needing_text)
     )
     terms = (
-        *(f"movement: {t}" for t in _terms(complaint.movement)),
-        *(f"site: {t}" for t in _terms(complaint.site)),
-        *(f"phrase: {t}" for t in _terms(complaint.phrases)),
+        *(f"movement: {t}" for t in _terms(getattr(complaint, "movement", None))),
+        *(f"site: {t}" for t in _terms(getattr(complaint, "site", None))),
+        *(f"phrase: {t}" for t in _terms(getattr(complaint, "phrases", None))),
     )
     return MatchGroup(
         title="Lip or facial twitching on the problem list (every rule needs it)",
@@ -263,7 +264,7 @@ def _analyte_group(kb: KnowledgeBase, key: str) -> MatchGroup | None:
         return None
     codes = tuple(CodeRow("LOINC", code, name) for code, name in analyte.loinc.items())
     units = ", ".join(analyte.units)
-    terms = _terms(analyte.name_pattern) if analyte.name_pattern is not None else ()
+    terms = _terms(getattr(analyte, "name_pattern", None))
     return MatchGroup(
         title=f"{analyte.display} results",
         codes=codes,

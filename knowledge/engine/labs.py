@@ -121,7 +121,10 @@ class Context:
             limit, source = self.policy[low_name], self.kb.texts["default_limit"]
         low = _below(value, limit, converted=_converted(result) and result.reference_low is None)
         critical = _below(value, self.policy[critical_name], converted=_converted(result))
-        direct = value == result.value  # the value judged is the one the lab reported
+        # The value judged is the one the lab reported (not a total calcium corrected).
+        corrected_label = self.kb.texts["corrected_calcium"]
+        corrected = result.analyte == "calcium_total" and label == corrected_label
+        direct = value == result.value and not corrected
         word = ("critically low" if critical else "low" if low else "not low") if direct else None
         shown_label = label if direct else self.kb.analytes[result.analyte].display
         return Judgement(

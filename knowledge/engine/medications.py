@@ -152,7 +152,7 @@ def _seed_medication(ctx: Context, rule: Rule, use: MedicationUse) -> Finding:
     values["timing"] = timing
     evidence = _medication_evidence(use)
     if onset:
-        evidence.append(Evidence("Twitching onset", onset.date().isoformat()))
+        evidence.append(Evidence("Twitching onset", day(onset)))
     return _medication_finding(ctx, rule, use, indicator, values, evidence, use.references)
 
 
