@@ -114,11 +114,13 @@ def create_ui_blueprint(get_context: Callable[[], UiContext], access: UiAccess) 
 
     @ui.get("/rules/")
     def rules() -> ResponseReturnValue:
+        """The rules of the knowledge base (public)."""
         ctx = get_context()
         return _page("rules.html", 200, title="Rules", kb=ctx.kb, rules=ctx.kb.rules)
 
     @ui.get("/rules/<rule_id>")
     def rule(rule_id: str) -> ResponseReturnValue:
+        """The page behind "Why this card?" (public): the rule, its thresholds and sources."""
         ctx = get_context()
         if rule_id not in {r.id for r in ctx.kb.rules}:
             return _page("error.html", 404, title="No such rule",
@@ -139,8 +141,17 @@ def create_ui_blueprint(get_context: Callable[[], UiContext], access: UiAccess) 
 
     # -- card preview ----------------------------------------------------------------------
 
-    @ui.route("/ui/", methods=["GET", "POST"])
+    @ui.get("/ui/")
     def preview() -> ResponseReturnValue:
+        """The card preview: choose a demo patient or paste a Bundle or a hook request."""
+        return _preview()
+
+    @ui.post("/ui/")
+    def preview_run() -> ResponseReturnValue:
+        """Run the chosen input through the chosen service and show its cards."""
+        return _preview()
+
+    def _preview() -> ResponseReturnValue:
         ctx = get_context()
         demos = pv.demo_choices(ctx.demos.list_demos(), ctx.demos.list_order_demos())
         form = {
@@ -170,6 +181,7 @@ def create_ui_blueprint(get_context: Callable[[], UiContext], access: UiAccess) 
 
     @ui.post("/ui/feedback")
     def feedback() -> ResponseReturnValue:
+        """Record that a preview card was accepted or dismissed, as an EHR reports it."""
         ctx = get_context()
         service_id = request.form.get("service", "")
         card = request.form.get("card", "")
@@ -215,6 +227,7 @@ def create_ui_blueprint(get_context: Callable[[], UiContext], access: UiAccess) 
 
     @ui.get("/ui/governance")
     def governance() -> ResponseReturnValue:
+        """Per rule and card kind: cards issued and what clinicians did, per period and site."""
         ctx = get_context()
         preview_site = gov.SiteChoice(
             site_key(pv.PREVIEW_ISSUER, None) or "", "Card preview (not shown to clinicians)",
