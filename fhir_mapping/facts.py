@@ -1,8 +1,8 @@
 """FHIR resources → facts, by the pre-processing rules P1-P8 of the clinical reference (§4).
 
 Select before you validate: each resource is first matched on its raw JSON (codes, text),
-and only the ones a rule needs are validated with the R4B models. A resource that fails
-validation is skipped and named in a `DataIssue`, which the cards quote.
+and only the ones a rule needs are checked against the R4 structure (`fhir_mapping.shape`).
+A resource that fails the check is skipped and named in a `DataIssue`, which the cards quote.
 """
 
 from __future__ import annotations
@@ -12,20 +12,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir.resources.R4B.condition import Condition
-from fhir.resources.R4B.medication import Medication
-from fhir.resources.R4B.medicationrequest import MedicationRequest
-from fhir.resources.R4B.medicationstatement import MedicationStatement
-from fhir.resources.R4B.observation import Observation
-from fhir.resources.R4B.patient import Patient
-from pydantic import ValidationError
-
-from fhir_mapping import raw
+from fhir_mapping import raw, shape
 from fhir_mapping.dates import age_in_years, parse_fhir_datetime
 from fhir_mapping.medications import MedicationMatcher, matcher_for
 from fhir_mapping.records import KeyData
-from knowledge.codes import LOINC, matches
-from knowledge.kb import Analyte, CodeMatcher, ConditionConcept, KnowledgeBase
+from knowledge.codes import LOINC
+from knowledge.kb import Analyte, ConditionConcept, KnowledgeBase
 from knowledge.model import (
     ConditionFact,
     DataIssue,
@@ -117,22 +109,9 @@ def _resources(data: Mapping[str, KeyData], keys: Iterable[str], rtype: str) -> 
     ]
 
 
-def validation_problem(model: Any, resource: dict) -> str | None:
-    """None when the resource is valid R4 (R4B models); else where it is not, without values."""
-    try:
-        model.model_validate(resource)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "resource"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f"not a valid FHIR R4 {resource.get('resourceType')}: {where}: {first['type']}{more}"
-    except (TypeError, ValueError) as exc:  # malformed beyond pydantic's own reporting
-        return f"not a valid FHIR R4 {resource.get('resourceType')}: {type(exc).__name__}"
-    return None
-
-
-def _codes_match(matchers: Iterable[CodeMatcher], codings: list[tuple[str, str, str]]) -> bool:
-    return any(matches(m, system, code) for m in matchers for system, code, _ in codings)
+def validation_problem(resource_type: str, resource: dict) -> str | None:
+    """None when the resource has the shape of an R4 `resource_type`; else where it has not."""
+    return shape.problem(resource, resource_type)
 
 
 def find_affirmed(pattern: re.Pattern[str] | None, texts: Iterable[str]) -> str | None:
@@ -181,7 +160,7 @@ class ConditionReader:
             hypo_hit = self._concept_hit(self.kb.hypoparathyroidism, codings, texts)
             if not (is_complaint or flag_hits or known_hits or hypo_hit):
                 continue
-            problem = validation_problem(Condition, resource)
+            problem = validation_problem("Condition", resource)
             if problem:
                 ref = raw.reference_of(resource)
                 self.issues.append(
@@ -251,10 +230,10 @@ class ConditionReader:
 
     def _is_complaint(self, codings: list[tuple[str, str, str]], texts: list[str]) -> bool:
         complaint = self.kb.complaint
-        if _codes_match(complaint.codes, codings):
+        if complaint.code_set.hit(codings):
             return True
         lip_or_face = any(complaint.site.search(t) for t in texts)
-        if _codes_match(complaint.codes_needing_text, codings) and lip_or_face:
+        if complaint.text_code_set.hit(codings) and lip_or_face:
             return True
         for text in texts:
             if complaint.phrases.search(text):
@@ -269,7 +248,7 @@ class ConditionReader:
         """(concept, the words that show it, "code" or "text") per red flag found."""
         hits: list[tuple[ConditionConcept | None, str, str]] = []
         for concept in self.kb.red_flags:
-            if _codes_match(concept.codes, codings):
+            if concept.code_set.hit(codings):
                 hits.append((concept, texts[0] if texts else concept.label, "code"))
                 continue
             evidence = find_affirmed(concept.text, texts)
@@ -279,7 +258,7 @@ class ConditionReader:
 
     @staticmethod
     def _concept_hit(concept: ConditionConcept, codings: list, texts: list[str]) -> bool:
-        return _codes_match(concept.codes, codings) or bool(find_affirmed(concept.text, texts))
+        return concept.code_set.hit(codings) or bool(find_affirmed(concept.text, texts))
 
     def _flag(self, key: str) -> ConditionConcept | None:
         return next((c for c in self.kb.red_flags if c.key == key), None)
@@ -375,7 +354,7 @@ class LabReader:
         def unusable(reason: str) -> UnusableLab:
             return UnusableLab(analyte.key, reason, ref, effective, display)
 
-        problem = validation_problem(Observation, resource)
+        problem = validation_problem("Observation", resource)
         if problem:
             self.issues.append(DataIssue("labs", f"{ref or 'an Observation'}: {problem}", ref))
             return unusable(problem)
@@ -486,10 +465,10 @@ class MedicationReader:
     ) -> list[MedicationUse]:
         by_id = {r["id"]: r for r in medications if isinstance(r.get("id"), str)}
         uses: dict[str, MedicationUse] = {}
-        records = [(r, _ACTIVE_REQUEST, MedicationRequest) for r in requests] + [
-            (s, _ACTIVE_STATEMENT, MedicationStatement) for s in statements
+        records = [(r, _ACTIVE_REQUEST, "MedicationRequest") for r in requests] + [
+            (s, _ACTIVE_STATEMENT, "MedicationStatement") for s in statements
         ]
-        for resource, active, model in records:
+        for resource, active, rtype in records:
             status = resource.get("status")
             if not isinstance(status, str) or status not in active:
                 continue
@@ -500,7 +479,7 @@ class MedicationReader:
                 found = self.matcher.match_codings(codings)
             if not found:
                 continue
-            problem = validation_problem(model, resource)
+            problem = validation_problem(rtype, resource)
             ref = raw.reference_of(resource)
             if problem:
                 self.issues.append(
@@ -543,7 +522,7 @@ class MedicationReader:
                 )
             )
             return None, [], []
-        if validation_problem(Medication, medication):
+        if validation_problem("Medication", medication):
             self.issues.append(DataIssue("medications", f"{reference}: not a valid Medication"))
             return None, [], []
         ingredient_codings = [
@@ -618,7 +597,7 @@ def _age(patients: list[dict], now: datetime, issues: list[DataIssue]) -> int | 
     if not patients:
         return None
     patient = patients[0]
-    problem = validation_problem(Patient, patient)
+    problem = validation_problem("Patient", patient)
     if problem:
         where = raw.reference_of(patient) or "Patient"
         issues.append(DataIssue("patient", f"{where}: {problem}"))

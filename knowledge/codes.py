@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from knowledge.kb import CodeMatcher
 
 LOINC = "http://loinc.org"
@@ -39,6 +41,11 @@ def normalise_system(system: str | None) -> str | None:
     """
     if not isinstance(system, str):  # absent, or malformed JSON (a number, a list)
         return None
+    return _canonical_system(system)
+
+
+@lru_cache(maxsize=1024)  # a request repeats a handful of systems thousands of times
+def _canonical_system(system: str) -> str:
     stripped = system.strip()
     lowered = stripped.lower()
     if lowered in _OIDS:

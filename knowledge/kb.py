@@ -8,6 +8,7 @@ without the dot and upper-cased, so look-ups are plain dictionary hits.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,37 @@ class CodeMatcher:
     code: str
     prefix: bool = False
     display: str = ""
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    """Code matchers indexed once for look-up: exact (system, code) pairs, and prefixes.
+
+    Both sides are normalised (`knowledge.codes`): the matchers when the knowledge base is
+    loaded, the codings of a resource as they are read. A hit is then a set membership
+    test, or a `startswith` for the few prefix matchers of the same system.
+    """
+
+    exact: frozenset[tuple[str, str]] = frozenset()
+    prefixes: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, matchers: Iterable[CodeMatcher]) -> CodeSet:
+        matchers = tuple(matchers)
+        return cls(
+            frozenset((m.system, m.code) for m in matchers if not m.prefix),
+            tuple((m.system, m.code) for m in matchers if m.prefix),
+        )
+
+    def hit(self, codings: Iterable[tuple[str, str, str]]) -> bool:
+        """Whether any normalised (system, code, display) coding is one of these codes."""
+        for system, code, _ in codings:
+            if (system, code) in self.exact:
+                return True
+            for prefix_system, prefix in self.prefixes:
+                if system == prefix_system and code.startswith(prefix):
+                    return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,10 @@ class ConditionConcept:
     text: re.Pattern[str] | None = None  # matched against code.text, coding.display, note
     severity: str | None = None  # red flags only: "warning" | "critical"
     citations: tuple[tuple[str, str], ...] = ()  # (source id, quote)
+    code_set: CodeSet = field(init=False, repr=False, compare=False)  # `codes`, indexed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code_set", CodeSet.of(self.codes))
 
 
 @dataclass(frozen=True)
@@ -87,6 +123,12 @@ class ComplaintDefinition:
     phrases: re.Pattern[str]  # "lip twitch": enough on its own
     spreading_flag: str  # red flag of a complaint that spreads or sits at two body sites
     spreading_text: re.Pattern[str]  # the complaint's own words that say it spreads
+    code_set: CodeSet = field(init=False, repr=False, compare=False)  # `codes`, indexed
+    text_code_set: CodeSet = field(init=False, repr=False, compare=False)  # codes_needing_text
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code_set", CodeSet.of(self.codes))
+        object.__setattr__(self, "text_code_set", CodeSet.of(self.codes_needing_text))
 
 
 @dataclass(frozen=True)
