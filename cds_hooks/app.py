@@ -19,6 +19,7 @@ from cds_hooks.http.api import api
 from cds_hooks.http.errors import register_error_handlers
 from cds_hooks.http.feedback import feedback_api
 from cds_hooks.http.health import health
+from cds_hooks.http.jsonio import OrjsonProvider
 from cds_hooks.ops.logs import choose_format
 from cds_hooks.ops.logs import configure_logging as configure_ops_logging
 from cds_hooks.ops.metrics import Metrics, install_metrics
@@ -30,6 +31,7 @@ from cds_hooks.sites import SiteRegistry, load_site_policies
 from cds_hooks.store.pseudonym import load_patient_key
 from cds_hooks.store.recording import CardRecorder, open_store
 from cds_hooks.ui.wiring import install_ui
+from fhir_mapping.cards import check_order_templates
 from knowledge import load_knowledge_base
 from knowledge.policy import Policy
 
@@ -40,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service. `test_config` overrides settings (see `cds_hooks.config.Settings`)."""
     settings = load_settings(test_config)
     kb = load_knowledge_base(settings.knowledge_dir)
+    check_order_templates(kb)  # every ServiceRequest a card can carry, validated once here
     policy = Policy(kb.thresholds, settings.threshold_overrides)
     services = ServiceRegistry.build(kb)
     if settings.site_policy_file:
@@ -67,7 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask("cds_hooks")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     attach(app, rt)
     install_observation(app, metrics)  # request ids, call fields in logs, hook metrics
     app.register_blueprint(api)

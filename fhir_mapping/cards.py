@@ -2,7 +2,9 @@
 
 Card and suggestion uuids are derived from the hook instance and the card kind, so the
 same call always gives the same uuids and feedback joins back to the rule that fired.
-Every resource that leaves is validated with the R4B models first.
+Every resource that leaves is valid FHIR R4 by the R4B models: a ServiceRequest is the
+template of its order filled with ids, and each template is validated once, at start-up
+(`check_order_templates`), or on its first use.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ _CATEGORIES = {
     "imaging": {"system": SNOMED, "code": "363679005", "display": "Imaging"},
 }
 _REASON_TYPES = ("Condition/", "Observation/", "DiagnosticReport/", "DocumentReference/")
+# Templates validated so far: (order, pediatric wording, with reasons). What a request adds
+# to a template is only ids in string elements, which cannot make a valid template invalid.
+_VALID_TEMPLATES: set[tuple[Order, bool, bool]] = set()
 
 
 class CardError(RuntimeError):
@@ -172,11 +177,22 @@ def create_service_request(
     reason_refs = [r for r in reasons if r.startswith(_REASON_TYPES)]
     if reason_refs:
         resource["reasonReference"] = [{"reference": r} for r in reason_refs]
-    try:
-        ServiceRequest.model_validate(resource)
-    except ValidationError as exc:
-        raise CardError(f"ServiceRequest for {order.key} is not valid R4: {exc}") from None
+    template = (order, pediatric and bool(order.pediatric_text), bool(reason_refs))
+    if template not in _VALID_TEMPLATES:
+        try:
+            ServiceRequest.model_validate(resource)
+        except ValidationError as exc:
+            raise CardError(f"ServiceRequest for {order.key} is not valid R4: {exc}") from None
+        _VALID_TEMPLATES.add(template)
     return resource
+
+
+def check_order_templates(kb: KnowledgeBase) -> None:
+    """Validate every ServiceRequest the knowledge base can suggest, once; CardError if not."""
+    for order in kb.orders.values():
+        for pediatric in (False, True):
+            for reasons in ((), ("Observation/template",)):
+                create_service_request(order, "template", reasons, pediatric)
 
 
 def render_detail(finding: Finding, kb: KnowledgeBase, version: str = "") -> str:

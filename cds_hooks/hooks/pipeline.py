@@ -6,12 +6,10 @@ The HTTP endpoint and `lipcds invoke` both come through `run_hook`.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 
-from cds_hooks.conformance import response_problems
 from cds_hooks.hooks.call import HookCall
 from cds_hooks.hooks.prefetch import resolve_data
 from cds_hooks.http.errors import InvalidRequest, UnknownService
@@ -23,8 +21,6 @@ from knowledge.kb import KnowledgeBase, ServiceDefinition
 
 if TYPE_CHECKING:
     from cds_hooks.runtime import Runtime
-
-log = logging.getLogger("lipcds.pipeline")
 
 _REQUEST_SCHEMA = HookRequestSchema()
 _CONTEXT_SCHEMAS = {hook: schema() for hook, schema in CONTEXT_SCHEMAS.items()}
@@ -110,9 +106,6 @@ def run_hook(
         configured = site is not rt.sites.default
         key = site_key(site.issuer, site.tenant) if configured else None
         result.cards = with_rule_links(result.cards, rule_pages, key)
-    for problem in response_problems(result.response()):
-        # A card that breaks CDS Hooks 2.0 is our bug: log it, still answer.
-        log.warning("%s: response does not conform to CDS Hooks 2.0: %s", definition.id, problem)
     for listener in rt.listeners:
         listener(call, result)
     # Shadow mode: the listeners recorded the cards; the site sees none yet.

@@ -5,14 +5,14 @@ https://cds-hooks.hl7.org/2.0/#discovery and https://cds-hooks.hl7.org/2.0/#call
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_hooks.hooks.pipeline import discovery_document, run_hook
-from cds_hooks.http.errors import InvalidRequest, UnknownService, UnsupportedMediaType
+from cds_hooks.http.errors import UnknownService, UnsupportedMediaType
+from cds_hooks.http.jsonio import parse_json_body
 from cds_hooks.ops.observe import note_cards, note_hook_instance
 from cds_hooks.runtime import runtime
 
@@ -53,24 +53,15 @@ def rule_pages_base(settings: Any) -> str | None:
     return None if settings.is_production else request.host_url
 
 
-def read_json_body() -> Any:
-    """The request body as JSON: 415 for another media type, 400 for malformed JSON."""
+def read_body() -> bytes:
+    """The raw request body: 415 for a media type other than JSON, 413 past the limit."""
     mimetype = (request.mimetype or "").lower()
     if mimetype not in _JSON_TYPES:
         shown = mimetype or "none"
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {shown}")
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise InvalidRequest("request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
+    return request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
 
 
-def _reject_constant(name: str) -> Any:
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+def read_json_body() -> Any:
+    """The request body as JSON: 415 for another media type, 400 for malformed JSON."""
+    return parse_json_body(read_body())
