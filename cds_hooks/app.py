@@ -14,6 +14,7 @@ from flask import Flask
 
 from cds_hooks.config import load_settings
 from cds_hooks.hooks.fetching import make_fetcher
+from cds_hooks.hooks.gate import CpuGate
 from cds_hooks.hooks.registry import ServiceRegistry
 from cds_hooks.http.api import api
 from cds_hooks.http.errors import register_error_handlers
@@ -51,7 +52,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         sites = SiteRegistry(policy)
     service_ids = [s.definition.id for s in services]
     metrics = Metrics(service_ids, kb.version)
-    fetcher = make_fetcher(settings, count_fetches=metrics.fhir_fetch)
+    gate = CpuGate()
+    # Waiting on a FHIR server needs no CPU: a fetch leaves the gate and queues again after.
+    fetcher = gate.outside(make_fetcher(settings, count_fetches=metrics.fhir_fetch))
     patient_key = load_patient_key(settings)
     store = open_store(settings)
     verifier, replay_guard = build_verifier(settings, store.engine)
@@ -66,6 +69,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         verifier=verifier,
         replay_guard=replay_guard,
         listeners=[CardRecorder(store, patient_key)],
+        gate=gate,
     )
 
     app = Flask("cds_hooks")

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from cds_hooks.config import Settings
 from cds_hooks.hooks.call import ResultListener
+from cds_hooks.hooks.gate import CpuGate
 from cds_hooks.hooks.prefetch import Fetcher
 from cds_hooks.hooks.registry import ServiceRegistry
 from cds_hooks.security.auth import TokenVerifier
@@ -35,6 +36,7 @@ class Runtime:
     verifier: TokenVerifier | None = None  # None when authentication is disabled
     replay_guard: ReplayGuard | None = None
     listeners: list[ResultListener] = field(default_factory=list)
+    gate: CpuGate = field(default_factory=CpuGate)  # one hook computation at a time
 
     def engines(self) -> list[Engine]:
         """The database engines this runtime holds (the store's, the replay guard's)."""

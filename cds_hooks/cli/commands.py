@@ -347,14 +347,17 @@ def serve_command(args: argparse.Namespace) -> int:
     """Serve HTTP: gunicorn by default, Flask's own server with --dev."""
     from cds_hooks import create_app
     from cds_hooks.app import configure_logging
-    from cds_hooks.config import load_settings
+    from cds_hooks.config import ConfigError, load_settings
     from cds_hooks.ops.metrics import prepare_multiprocess_dir
-    from cds_hooks.runtime import runtime
+    from cds_hooks.serving import gunicorn_settings, server_problem
 
     # Logging first, so that every line, the app's own included, has the chosen format.
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     if not args.dev:
+        problem = server_problem(settings)
+        if problem:
+            raise ConfigError(problem)
         prepare_multiprocess_dir()  # the workers' metrics, summed by /metrics
     # Build the app once here so a bad setting or knowledge file stops us with one line,
     # before any worker starts (and fails to boot with a traceback in the log).
@@ -366,49 +369,34 @@ def serve_command(args: argparse.Namespace) -> int:
         # line then comes through the configured log format.
         run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
         return 0
-    log_level = runtime(app).settings.log_level.lower()
-    del app  # each gunicorn worker builds its own (database pools must not cross a fork)
-    _gunicorn_application(
-        {
-            "bind": f"{_bind_host(args.host)}:{args.port}",
-            "workers": args.workers,
-            "accesslog": "-",
-            "errorlog": "-",
-            "loglevel": log_level,
-            "proc_name": "lipcds",
-            # gunicorn's runtime control socket sits at one path in $HOME, shared by every
-            # instance on the machine; we have no use for it (deploy/gunicorn.conf.py agrees).
-            "control_socket_disable": True,
-            # Its own lines and the access log in LIPCDS_LOG_FORMAT; a worker that exits
-            # leaves the live gauges of /metrics.
-            "logger_class": "cds_hooks.ops.logs.GunicornLogger",
-            "child_exit": _child_exit,
-        }
-    ).run()
+    # The settings of deploy/gunicorn.conf.py (cds_hooks/serving.py). The app built above
+    # is the one gunicorn forks into its workers (preload): they share its knowledge base
+    # copy-on-write and drop its database connections after the fork (post_fork).
+    options = gunicorn_settings()
+    options.pop("wsgi_app")
+    options.update(bind=f"{_bind_host(args.host)}:{args.port}", workers=args.workers)
+    _gunicorn_application(options, app).run()
     return 0
-
-
-def _child_exit(server: Any, worker: Any) -> None:
-    from cds_hooks.ops.metrics import gunicorn_child_exit
-
-    gunicorn_child_exit(server, worker)
 
 
 def _bind_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _gunicorn_application(options: dict[str, Any]) -> Any:
+def _gunicorn_application(options: dict[str, Any], app: Any = None) -> Any:
+    """gunicorn configured from `options` only, serving `app` (else `create_app()`)."""
     from gunicorn.app.base import BaseApplication
 
     class LipcdsApplication(BaseApplication):
-        """gunicorn serving `cds_hooks:create_app()`, configured from our options only."""
+        """gunicorn serving lipcds, configured from our options only."""
 
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            if app is not None:
+                return app
             from cds_hooks import create_app
 
             return create_app()

@@ -33,16 +33,22 @@ def call_service(service_id: str) -> ResponseReturnValue:
     rt = runtime(current_app)
     if service_id not in rt.services:  # "no such service" comes before any body check
         raise UnknownService(f"no CDS service with id {service_id!r}")
-    body = read_json_body()
-    if isinstance(body, dict):
-        note_hook_instance(body.get("hookInstance"))  # on every log line of this call
+    raw = read_body()  # reading a slow client's body needs no CPU: outside the gate
     client = g.cds_client  # set by cds_hooks.security.auth before any view runs
-    answer = run_hook(
-        rt, service_id, body, issuer=client.iss, tenant=client.tenant,
-        rule_pages=rule_pages_base(rt.settings),
-    )
-    note_cards(answer["cards"])
-    return jsonify(answer)
+    with rt.gate:  # one call computes at a time in this process, first come first served
+        body = parse_json_body(raw)
+        if isinstance(body, dict):
+            note_hook_instance(body.get("hookInstance"))  # on every log line of this call
+        answer = run_hook(
+            rt,
+            service_id,
+            body,
+            issuer=client.iss,
+            tenant=client.tenant,
+            rule_pages=rule_pages_base(rt.settings),
+        )
+        note_cards(answer["cards"])
+        return jsonify(answer)
 
 
 def rule_pages_base(settings: Any) -> str | None:
