@@ -24,3 +24,36 @@ def create_app() -> Flask:
         return jsonify({"status": "ok"})
 
     return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the floor under gunicorn: `--settings` is a JSON object of gunicorn settings.
+
+    bench/floor.py passes the server settings of `lipcds serve` (cds_hooks.serving) without
+    lipcds's own hooks; this process never imports lipcds, so the floor carries none of it.
+    """
+    import argparse
+    import json
+
+    from gunicorn.app.base import BaseApplication
+
+    parser = argparse.ArgumentParser(description="serve the parse floor")
+    parser.add_argument("--settings", required=True, help="gunicorn settings as JSON")
+    settings = json.loads(parser.parse_args(argv).settings)
+
+    class Floor(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return create_app()
+
+    Floor().run()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

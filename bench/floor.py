@@ -25,6 +25,7 @@ against the budgets of DESIGN.md, and exits 0 unless a server fails or answers w
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -228,46 +229,34 @@ def start_lipcds(workers: int, tmp: Path) -> Server:
         "--workers",
         str(workers),
     ]
-    return start(
-        "lipcds",
-        command,
-        env,
-        port,
-        workers,
-        tmp,
-        f"`lipcds serve --workers {workers}`, SQLite store",
-    )
+    return start("lipcds", command, env, port, workers, tmp, f"`lipcds serve`, {_server(workers)}")
+
+
+def _server(workers: int) -> str:
+    """The gunicorn settings both servers run with, in words."""
+    from cds_hooks.serving import gunicorn_settings
+
+    settings = gunicorn_settings()
+    threads = f" x {settings['threads']} threads" if settings["worker_class"] == "gthread" else ""
+    return f"gunicorn {settings['worker_class']}, {workers} workers{threads}"
 
 
 def start_baseline(workers: int, tmp: Path) -> Server:
-    """The floor under the same server settings as `lipcds serve` (sync workers, access log)."""
+    """The floor under the server settings of `lipcds serve` (cds_hooks.serving), no app hooks."""
+    from cds_hooks.serving import gunicorn_settings
+
     port = free_port()
-    command = [
-        str(BIN / "gunicorn"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "sync",
-        "--access-logfile",
-        "-",
-        "--error-logfile",
-        "-",
-        "--log-level",
-        "warning",
-        "--chdir",
-        str(ROOT),
-        "bench.baseline:create_app()",
-    ]
+    settings = {
+        key: value
+        for key, value in gunicorn_settings().items()
+        if not callable(value) and key not in ("wsgi_app", "preload_app", "loglevel")
+    }
+    settings.update(
+        bind=f"127.0.0.1:{port}", workers=workers, proc_name="lipcds-floor", loglevel="warning"
+    )
+    command = [sys.executable, str(BENCH / "baseline.py"), "--settings", json.dumps(settings)]
     return start(
-        "baseline",
-        command,
-        {},
-        port,
-        workers,
-        tmp,
-        f"gunicorn, {workers} sync workers, bench/baseline.py",
+        "baseline", command, {}, port, workers, tmp, f"bench/baseline.py, {_server(workers)}"
     )
 
 
@@ -549,8 +538,22 @@ def load_phase(
     )
 
 
-def parse_cost_ms(body: bytes, budget_seconds: float = 1.0) -> float:
-    """Median CPU time of `json.loads(body)` in this process, ms."""
+def parse_cost_ms(body: bytes, budget_seconds: float = 1.0, *, collect: bool = True) -> float:
+    """Median CPU time of `json.loads(body)` in this process, ms.
+
+    With `collect` the garbage collector runs as it does by default, and its passes over
+    the objects being built count (a fresh Python program parsing the body pays them);
+    without, the parse alone.
+    """
+    if not collect:
+        gc.disable()
+    try:
+        return _median_parse(body, budget_seconds)
+    finally:
+        gc.enable()
+
+
+def _median_parse(body: bytes, budget_seconds: float) -> float:
     samples: list[float] = []
     started = time.perf_counter()
     while len(samples) < 5 or (
@@ -577,7 +580,8 @@ def scaling_phase(
 ) -> None:
     print(f"\n== scaling: one client, {args.scaling_seconds} s per size and server ==")
     print(
-        f"  {'resources':>9} {'KiB':>6} {'json.loads':>10} | {'floor p50':>9} {'CPU':>7} | "
+        f"  {'resources':>9} {'KiB':>6} {'json.loads':>10} {'(no gc)':>8} | "
+        f"{'floor p50':>9} {'CPU':>7} | "
         f"{'lipcds p50':>10} {'CPU':>7} {'/parse':>7} {'p50/parse':>9} {'err':>4}"
     )
     rows: list[tuple[int, float, float]] = []
@@ -593,23 +597,24 @@ def scaling_phase(
                 server, body_file, clients=1, threads=1, seconds=args.scaling_seconds
             )
         parse = parse_cost_ms(body)
+        bare_parse = parse_cost_ms(body, collect=False)
         base, ours = measured["baseline"], measured["lipcds"]
         rows.append((size, ours.cpu_ms, ours.quantile_ms(50)))
         print(
-            f"  {size:>9} {len(body) / 1024:6.0f} {parse:8.2f}ms | "
+            f"  {size:>9} {len(body) / 1024:6.0f} {parse:8.2f}ms {bare_parse:6.2f}ms | "
             f"{base.quantile_ms(50):7.1f}ms {base.cpu_ms:5.1f}ms | "
             f"{ours.quantile_ms(50):8.1f}ms {ours.cpu_ms:5.1f}ms {ours.cpu_ms / parse:6.1f}x "
             f"{ours.quantile_ms(50) / parse:8.1f}x {ours.errors:4d}",
             flush=True,
         )
-        last = (size, parse, ours)
+        last = (size, parse, bare_parse, ours)
     sizes = [r[0] for r in rows]
     cpu_exp = exponent(sizes, [r[1] for r in rows])
     wall_exp = exponent(sizes, [r[2] for r in rows])
     print(f"  growth exponent (cost ~ resources^k): CPU k = {cpu_exp:.2f}, p50 k = {wall_exp:.2f}")
     for (s1, c1, _), (s2, c2, _) in zip(rows, rows[1:], strict=False):
         print(f"    {s1:>5} -> {s2:<5} CPU k = {math.log(c2 / c1) / math.log(s2 / s1):.2f}")
-    size, parse, ours = last
+    size, parse, bare_parse, ours = last
     ratio = ours.cpu_ms / parse
     summary.append(
         budget_line(
@@ -618,7 +623,8 @@ def scaling_phase(
             f"<= {MAX_PARSE_RATIO:g}x",
             ratio <= MAX_PARSE_RATIO,
         )
-        + f" (p50 latency / json.loads {ours.quantile_ms(50) / parse:.1f}x)"
+        + f" (without its gc passes: {ours.cpu_ms / bare_parse:.1f}x; "
+        f"p50 latency / json.loads {ours.quantile_ms(50) / parse:.1f}x)"
     )
     summary.append(
         f"growth exponent of CPU per request over {sizes[0]}..{sizes[-1]}: {cpu_exp:.2f}"

@@ -7,9 +7,10 @@ Uses the ~250-resource request of bench/workload.py. Each step is timed on its o
 --runs repetitions after a warm-up, and the median is printed: JSON parsing, envelope
 checks, prefetch resolution, facts (which checks the R4 shape of only the resources the
 rules select), rule evaluation, card building, the conformance check (run by the tests,
-not per call), recording the cards in a SQLite store, and serialising the answer; then the whole HTTP request through Flask's
-test client. Last, every prefetch resource is validated with its fhir.resources R4B
-model, as a service that validated before selecting would, and compared.
+not per call), recording the cards in a SQLite store, and serialising the answer; then
+the whole HTTP request through Flask's test client. Last, every prefetch resource is
+validated with its fhir.resources R4B model, as a service that validated before
+selecting would, and compared.
 
 A report, not a test: it prints and exits 0.
 """
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from cds_hooks.hooks.pipeline import parse_request, run_hook
     from cds_hooks.hooks.prefetch import resolve_data
     from cds_hooks.runtime import runtime
-    from fhir_mapping.cards import build_cards
     from fhir_mapping import shape
+    from fhir_mapping.cards import build_cards
     from fhir_mapping.facts import extract_facts
     from knowledge.engine import evaluate
 

@@ -116,8 +116,26 @@ def test_no_value_is_ever_quoted():
     assert secret not in shape.problem(patient)
 
 
-_ODD = [None, "", "x", 0, -1, 1.5, 1e308, True, [], {}, [None], {"a": None}, "2031-13-45",
-        "2024-02-30", "2024-01-01T10:00", " a", [{}], [1]]
+_ODD = [
+    None,
+    "",
+    "x",
+    0,
+    -1,
+    1.5,
+    1e308,
+    True,
+    [],
+    {},
+    [None],
+    {"a": None},
+    "2031-13-45",
+    "2024-02-30",
+    "2024-01-01T10:00",
+    " a",
+    [{}],
+    [1],
+]
 
 
 def _sites(node, out):
