@@ -365,7 +365,11 @@ def _described(app: Flask, endpoint: str) -> dict[str, Any]:
     """An operation for a route not described above, from its view's docstring."""
     view = app.view_functions.get(endpoint)
     doc = (getattr(view, "__doc__", None) or "").strip()
-    summary = doc.splitlines()[0].strip() if doc else endpoint
+    paragraph = " ".join(line.strip() for line in doc.split("\n\n", 1)[0].splitlines())
+    if endpoint == "static" or endpoint.endswith(".static"):
+        summary = "Static files (stylesheets, scripts, images) of the pages"
+    else:
+        summary = paragraph or endpoint
     return {
         "operationId": endpoint.replace(".", "_"),
         "summary": summary,
