@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import Schema
 
 from knowledge.engine.labs import Context
-from knowledge.engine.text import md
+from knowledge.engine.text import md, without_ids
 from knowledge.kb import KnowledgeBase, Rule
 from knowledge.model import (
     Citation,
@@ -251,7 +251,7 @@ def _with_data_notes(
     """Every card says which data could not be used (a skipped resource is never silent)."""
     if not issues:
         return finding
-    lines = "\n".join(f"- {md(i.message)}" for i in dict.fromkeys(issues))
+    lines = "\n".join(f"- {md(without_ids(i.message))}" for i in dict.fromkeys(issues))
     detail = f"{finding.detail}\n\n" + texts["data_notes"].format(issues=lines)
     return Finding(**{**finding.__dict__, "detail": detail})
 

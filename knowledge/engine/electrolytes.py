@@ -32,6 +32,7 @@ class MissingLabsTexts(Params):
     # Notes on the evidence line of a result that was not used: "older than 90 days".
     stale = Template(fills=("days",), required=True)
     unusable = Template(fills=("reason",), required=True)
+    unusable_value = Template(required=True)  # in place of a value the record did not give
 
 
 class MissingLabsParams(Params):
@@ -108,7 +109,10 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
                     evidence.append(
                         Evidence(
                             label=display,
-                            value=md(unusable.text),
+                            # the record's own words, when they say more than the name
+                            value=md(unusable.text)
+                            if unusable.text.strip().lower() != display.lower()
+                            else texts["unusable_value"],
                             date=unusable.effective.date().isoformat()
                             if unusable.effective
                             else None,

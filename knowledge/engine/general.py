@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 from knowledge.engine.core import complaint_evidence, evaluator, make_finding
 from knowledge.engine.fields import Params
 from knowledge.engine.labs import Context
-from knowledge.engine.text import join_words, md
+from knowledge.engine.text import join_words, md, without_ids
 from knowledge.kb import Rule
 from knowledge.model import DataState, Finding, Indicator
 
@@ -64,7 +64,7 @@ def data_unavailable(ctx: Context, rule: Rule) -> list[Finding]:
     missing = [a for a in labels if ctx.facts.state(a) is DataState.UNAVAILABLE]
     if not missing:
         return []
-    problems = [f"- {md(i.message)}" for i in ctx.facts.issues if i.area in missing]
+    problems = [f"- {md(without_ids(i.message))}" for i in ctx.facts.issues if i.area in missing]
     values = {"areas": join_words([labels[a] for a in missing]), "problems": "\n".join(problems)}
     return [make_finding(ctx, rule, Indicator.INFO, values)]
 

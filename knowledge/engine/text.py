@@ -62,6 +62,26 @@ def like(value: float, example: str) -> str:
 
 
 
+_RECORDS = {
+    "Observation": "a result",
+    "Condition": "a problem-list entry",
+    "MedicationRequest": "a prescription",
+    "MedicationStatement": "a medication statement",
+    "Medication": "a medication",
+    "Encounter": "the visit",
+    "Patient": "the patient record",
+}
+_REFERENCE = re.compile(r"\b(" + "|".join(_RECORDS) + r")/[A-Za-z0-9\-.]{1,64}")
+
+
+def without_ids(text: str) -> str:
+    """A message about the record with its resource ids put into words ("Observation/x:
+    no value" -> "A result: no value"); the ids themselves belong in the evidence trace."""
+    worded = _REFERENCE.sub(lambda m: _RECORDS[m.group(1)], text)
+    starts = _REFERENCE.match(text) is not None
+    return worded[:1].upper() + worded[1:] if starts else worded
+
+
 def join_words(words: list[str]) -> str:
     """"a", "a or b", "a, b or c"."""
     if len(words) <= 1:

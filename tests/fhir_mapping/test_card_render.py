@@ -78,3 +78,15 @@ def test_rule_links() -> None:
     assert list(linked[0])[-1] == "extension"  # links before the extension
     again = with_rule_links(linked, "https://cds.example.org")
     assert len(again[0]["links"]) == 1
+
+
+def test_data_notes_put_ids_into_words() -> None:
+    from knowledge.engine.text import without_ids
+
+    assert without_ids("Observation/obs-3: value is not a number") == (
+        "A result: value is not a number"
+    )
+    assert without_ids("MedicationRequest/m1: medication Medication/x could not be resolved") == (
+        "A prescription: medication a medication could not be resolved"
+    )
+    assert without_ids("the FHIR server did not answer") == "the FHIR server did not answer"

@@ -304,3 +304,25 @@ def test_links_use_the_public_base_url_when_set(tmp_path: Path) -> None:
     urls = {link["url"] for card in cards["cards"] for link in card["links"]}
     assert urls == {"https://cds.example.org/lipcds/rules/R3",
                     "https://cds.example.org/lipcds/rules/R1"}
+
+
+def test_unusable_records_are_said_without_their_ids(client: Any) -> None:
+    bundle = load_demo("stale-labs")
+    broken = {
+        "resourceType": "Observation",
+        "id": "broken-magnesium-result",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                  "observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "19123-9"}]},
+        "subject": {"reference": "Patient/stale-labs"},
+        "effectiveDateTime": bundle["timestamp"],
+        "valueQuantity": {"value": 1.1, "unit": "furlongs"},
+    }
+    bundle["entry"].append({"resource": broken})
+    cards = client.post("/cds-services/lip-twitch-patient-view",
+                        json=hook_request(bundle)).get_json()["cards"]
+    text = "\n".join(prose(card) for card in cards)
+    assert "furlongs" in text  # the problem is said ...
+    assert "broken-magnesium-result" not in text  # ... without the record's id
+    assert not re.search(rf"\b({RESOURCE_TYPES})/", text)
