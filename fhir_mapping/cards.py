@@ -354,4 +354,6 @@ def evidence_extension(finding: Finding, version: str) -> dict[str, Any]:
         ext["reasons"] = list(finding.reasons)
     if finding.concerns:
         ext["concerns"] = finding.concerns
+    if finding.not_used:
+        ext["notUsed"] = list(finding.not_used)  # the records the data notes speak of
     return ext

@@ -204,6 +204,7 @@ class Finding:
     citations: tuple[Citation, ...] = ()
     concerns: str | None = None  # the context resource it is about, e.g. a draft order
     closing: str = ""  # markdown after the evidence: what comes last (treatment options)
+    not_used: tuple[str, ...] = ()  # references of records that could not be used (data notes)
 
 
 @dataclass(frozen=True)

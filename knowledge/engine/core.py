@@ -253,5 +253,6 @@ def _with_data_notes(
         return finding
     lines = "\n".join(f"- {md(without_ids(i.message))}" for i in dict.fromkeys(issues))
     detail = f"{finding.detail}\n\n" + texts["data_notes"].format(issues=lines)
-    return Finding(**{**finding.__dict__, "detail": detail})
+    refs = tuple(dict.fromkeys(i.reference for i in issues if i.reference))
+    return Finding(**{**finding.__dict__, "detail": detail, "not_used": refs})
 

@@ -24,6 +24,9 @@ def client(tmp_path_factory):
     return b.make_app(tmp_path_factory.mktemp("err")).test_client()
 
 
+EVIDENCE = "org.lipcds.evidence"
+
+
 def outcome(response, status: int) -> str:
     """Assert an OperationOutcome answer with `status`; return its diagnostics."""
     assert response.status_code == status, response.get_data(as_text=True)
@@ -140,7 +143,10 @@ def test_malformed_observation_is_skipped_and_named(client):
     assert response.status_code == 200
     cards = response.get_json()["cards"]
     assert "hypokalemia-workup" not in kinds(cards)
-    assert any("Observation/bad-k" in c["detail"] for c in cards)
+    # Said in words in the detail; the id is in the evidence extension.
+    assert any("A result: " in c["detail"] for c in cards)
+    assert not any("Observation/bad-k" in c["detail"] for c in cards)
+    assert any("Observation/bad-k" in c["extension"][EVIDENCE].get("notUsed", []) for c in cards)
 
 
 def test_malformed_condition_is_skipped_and_named(client):
@@ -151,7 +157,9 @@ def test_malformed_condition_is_skipped_and_named(client):
     assert response.status_code == 200
     cards = response.get_json()["cards"]
     assert "neurology-referral-red-flag" not in kinds(cards)
-    assert any("Condition/bad-c" in c["detail"] for c in cards)
+    assert any("A problem-list entry: " in c["detail"] for c in cards)
+    assert not any("Condition/bad-c" in c["detail"] for c in cards)
+    assert any("Condition/bad-c" in c["extension"][EVIDENCE].get("notUsed", []) for c in cards)
 
 
 def test_bundle_entry_without_resource_is_said(client):
