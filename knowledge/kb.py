@@ -192,6 +192,7 @@ class Rule:
     suggestions: tuple[SuggestionTemplate, ...] = ()
     suppressed_by: tuple[str, ...] = ()  # card kinds, or "indicator:critical"
     enabled: bool = True
+    about: str = ""  # the rule in plain words, for its public page
     role: str = "finding"  # "finding" | "order-check" (draft orders) | "data-report"
 
 

@@ -265,6 +265,7 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
             suppressed_by=tuple(r["suppressed_by"]),
             enabled=r["enabled"],
             role=r["role"],
+            about=r["about"].strip(),
         )
         for r in rules_file["rules"]
     )

@@ -405,6 +405,7 @@ class RuleSchema(_Strict):
     role = fields.String(load_default="finding", validate=validate.OneOf(RULE_ROLES))
     kind = _named(KEBAB, "not a kebab-case kind")
     title = _text()
+    about = fields.String(load_default="")  # the rule in plain words (its public page)
     evaluator = _named(SNAKE, "not an evaluator name")
     enabled = fields.Boolean(load_default=True)
     params = fields.Dict(keys=fields.String(), load_default=dict)

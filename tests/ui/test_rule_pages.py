@@ -28,6 +28,7 @@ def test_every_rule_has_a_public_page_with_every_citation(client: Any, rule_id: 
     rule = KB.rule(rule_id)
     assert f"{rule_id}: " in html
     assert f"version {KB.version}" in html
+    assert rule.about and rule.about.replace("'", "&#39;") in html  # the rule in plain words
     for source_id, quote in rule.citations:
         assert quote.replace("&", "&amp;").replace("'", "&#39;").replace('"', "&#34;") in html
         assert KB.sources[source_id].title.replace("&", "&amp;") in html
