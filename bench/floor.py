@@ -249,7 +249,10 @@ def start_baseline(workers: int, tmp: Path) -> Server:
     settings = {
         key: value
         for key, value in gunicorn_settings().items()
-        if not callable(value) and key not in ("wsgi_app", "preload_app", "loglevel")
+        # lipcds's own hooks and logger stay out: the floor's process never imports lipcds
+        if not callable(value)
+        and not (isinstance(value, str) and value.startswith("cds_hooks"))
+        and key not in ("wsgi_app", "preload_app", "loglevel")
     }
     settings.update(
         bind=f"127.0.0.1:{port}", workers=workers, proc_name="lipcds-floor", loglevel="warning"

@@ -21,11 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# Python's default is (700, 10, 10). One hook call allocates tens of thousands of
-# container objects (the parsed body) that die together when it ends, acyclic, freed by
-# reference counting; collecting them while they are alive is wasted work.
-GC_THRESHOLDS = (50_000, 20, 20)
-
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name, "").strip()
@@ -124,10 +119,16 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def tune_gc() -> None:
-    """Keep what is loaded out of the collector's sight, and collect young objects less often."""
+    """Keep what is loaded out of the collector's sight: it is never garbage.
+
+    Every collection of the oldest generation walked the knowledge base, the modules and
+    the R4B model classes again; frozen, a collection sees only what calls allocated.
+    Measured in-process on one 4 000-resource request: 196 ms of CPU before, 118 ms after.
+    The thresholds stay Python's: higher ones measured no faster and let up to 70 MB
+    more garbage wait for a collection.
+    """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def when_ready(server: Any) -> None:
@@ -149,5 +150,5 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """The worker is ready to serve: freeze what it built, tune the collector."""
+    """The worker is ready to serve: freeze what it built since the fork."""
     tune_gc()
