@@ -32,7 +32,7 @@ NAMES: dict[str, re.Pattern[str]] = {
         ),
         "red-flag:numbness": (
             r"\bnumb|\btingl|pins and needles|\bpara?esthes|\bhypo(a)?esthes"
-            r"|\banesthesia of skin"
+            r"|\banesthesia of skin|\bdisturbances? of skin sensation"
         ),
         "red-flag:vision-changes": (
             r"\bvision\b|\bvisual\b|\bdiplopia\b|\bblind|\bscotoma|\bfield defects?\b"
@@ -46,7 +46,9 @@ NAMES: dict[str, re.Pattern[str]] = {
         "known:tourette": r"\btourette",
         "known:bells-palsy": r"\bbell'?s? palsy",
         "known:hemifacial-spasm": r"\bhemifacial spasm",
-        "hypoparathyroidism": r"hypoparathyroid|parathyroid insufficiency",
+        "hypoparathyroidism": (
+            r"hypoparathyroid|parathyroid insufficiency|autosomal dominant hypocalcemia"
+        ),
     }.items()
 }
 
