@@ -169,9 +169,10 @@ def lab_analytes(
         found.update((panels or {}).get(code, ()))
     if found or loincs:
         return found
-    for text in raw.texts(concept):
+    texts = raw.texts(concept)
+    if kb.terms is not None and texts:
         for analyte in kb.analytes.values():
-            pattern, exclude = analyte.name_pattern, analyte.name_exclude
-            if pattern and pattern.search(text) and not (exclude and exclude.search(text)):
+            key = f"analyte:{analyte.key}"
+            if key in kb.terms.keys and kb.terms.mentions(key, texts):
                 found.add(analyte.key)
     return found

@@ -7,26 +7,30 @@ A resource that fails the check is skipped and named in a `DataIssue`, which the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from fhir_mapping import raw, shape
+from fhir_mapping.clinical import ClinicalFacts, StatementReader
 from fhir_mapping.dates import age_in_years, parse_fhir_datetime
 from fhir_mapping.medications import MedicationMatcher, matcher_for
 from fhir_mapping.records import KeyData
+from fhir_mapping.statements import (
+    Statement,
+    condition_statement,
+    observation_statement,
+    visit_reasons,
+)
 from knowledge.codes import LOINC
-from knowledge.kb import Analyte, ConditionConcept, KnowledgeBase
+from knowledge.kb import Analyte, KnowledgeBase
+from knowledge.labvalue import COMPARATORS, number_text, parse_value_string
 from knowledge.model import (
-    ConditionFact,
     DataIssue,
     DataState,
-    Indicator,
     LabResult,
     MedicationUse,
     PatientFacts,
-    RedFlag,
     UnusableLab,
 )
 from knowledge.units import infer_unit, normalise_unit, to_canonical
@@ -38,18 +42,19 @@ _READ_IN_FULL = {"albumin"}  # paired by date with calcium, not just the newest
 _UNDATED = datetime.min.replace(tzinfo=UTC)  # sorts last; such a result is unusable anyway
 _ACTIVE_REQUEST = {"active", "on-hold"}
 _ACTIVE_STATEMENT = {"active", "intended"}
-# Words that negate a finding written in free text ("no facial droop", "denies dysphagia").
-_NEGATION = re.compile(
-    r"\b(no|not|denies|denied|without|negative for|absence of|free of)\b[^.;,]{0,30}$", re.I
-)
 
 # Data areas and the prefetch keys that feed them.
+FINDING_KEYS = ("findings",)
 AREAS = {
     "patient": ("patient",),
     "conditions": ("conditions",),
     "labs": ("labs",),
     "medications": ("medRequests", "medStatements"),
+    "encounter": ("encounter",),
+    "findings": FINDING_KEYS,
 }
+# areas a service need not ask for: absent from its prefetch, they are not "unavailable"
+_OPTIONAL_AREAS = {"encounter", "findings"}
 
 
 def extract_facts(
@@ -59,10 +64,15 @@ def extract_facts(
     now: datetime,
     patient_id: str | None = None,
     matcher: MedicationMatcher | None = None,
+    finding_window: int | None = None,
 ) -> PatientFacts:
     """The facts the rules need, from the resolved prefetch keys of one hook call."""
     issues: list[DataIssue] = []
-    availability = {area: _area_state(data, keys) for area, keys in AREAS.items()}
+    availability = {
+        area: _area_state(data, keys)
+        for area, keys in AREAS.items()
+        if area not in _OPTIONAL_AREAS or any(k in data for k in keys)
+    }
     for area, keys in AREAS.items():
         for key in keys:
             if key in data:
@@ -71,7 +81,11 @@ def extract_facts(
                     issues.append(DataIssue(area, data[key].problem))
 
     conditions = _resources(data, ("conditions",), "Condition")
-    condition_facts = ConditionReader(kb, issues).read(conditions)
+    window = int(kb.thresholds["finding_window_days"].default) if finding_window is None else (
+        finding_window
+    )
+    others = other_statements(data, now, window, issues)
+    condition_facts = ConditionReader(kb, issues).read(conditions, others)
     labs, unusable = LabReader(kb, issues).read(_resources(data, ("labs",), "Observation"))
     matcher = matcher or matcher_for(kb)
     medications = MedicationReader(kb, matcher, issues).read(
@@ -84,10 +98,11 @@ def extract_facts(
         evaluated_at=now,
         patient_id=patient_id,
         age_years=age,
-        complaints=condition_facts.complaints,
-        red_flags=condition_facts.red_flags,
-        known_conditions=condition_facts.known,
-        hypoparathyroidism=condition_facts.hypoparathyroidism,
+        complaints=tuple(condition_facts.complaints),
+        red_flags=tuple(condition_facts.red_flags),
+        known_conditions=tuple(condition_facts.known),
+        hypoparathyroidism=tuple(condition_facts.hypoparathyroidism),
+        perioral=tuple(condition_facts.perioral),
         labs=tuple(labs),
         unusable_labs=tuple(unusable),
         medications=tuple(medications),
@@ -114,109 +129,40 @@ def validation_problem(resource_type: str, resource: dict) -> str | None:
     return shape.problem(resource, resource_type)
 
 
-def find_affirmed(pattern: re.Pattern[str] | None, texts: Iterable[str]) -> str | None:
-    """The first match of `pattern` in `texts` that is not negated just before it."""
-    if pattern is None:
-        return None
-    for text in texts:
-        for found in pattern.finditer(text):
-            if not _NEGATION.search(text[: found.start()]):
-                return text
-    return None
-
-
-class _ConditionFacts:
-    def __init__(self) -> None:
-        self.complaints: tuple[ConditionFact, ...] = ()
-        self.red_flags: tuple[RedFlag, ...] = ()
-        self.known: tuple[ConditionFact, ...] = ()
-        self.hypoparathyroidism: tuple[ConditionFact, ...] = ()
-
-
 class ConditionReader:
-    """P1 (complaint), P7 (red flags, known conditions) and P8 (onset) over Conditions."""
+    """P1 (complaint), P7 (red flags, known conditions) and P8 (onset) over the record.
+
+    Conditions count by their status (P1); visit reasons (P9) and findings recorded as
+    Observations (P10) arrive as statements already filtered. Every source is then read
+    alike (`fhir_mapping.clinical`): codes first, the words by the T1 term lists.
+    """
 
     def __init__(self, kb: KnowledgeBase, issues: list[DataIssue]):
         self.kb = kb
         self.issues = issues
+        if kb.terms is None:
+            raise ValueError("the knowledge base has no compiled term lists (terms.yaml)")
+        self._reader = StatementReader(kb, kb.terms, issues, self._problem)
+        self._resources: dict[int, dict] = {}
 
-    def read(self, conditions: list[dict]) -> _ConditionFacts:
-        out = _ConditionFacts()
-        complaints: list[ConditionFact] = []
-        flags: dict[str, RedFlag] = {}
-        known: list[ConditionFact] = []
-        hypopara: list[ConditionFact] = []
+    def read(self, conditions: list[dict], others: Iterable[Statement] = ()) -> ClinicalFacts:
+        statements: list[Statement] = []
+        sites: dict[str, str] = {}
         for resource in conditions:
             if not self._counts(resource):
                 continue
-            codings = raw.codings(resource.get("code"))
-            texts = raw.texts(resource.get("code"))
-            notes = raw.notes(resource)
-            is_complaint = self._is_complaint(codings, [*texts, *notes])
-            flag_hits = self._red_flags(codings, [*texts, *notes])
-            known_hits = [
-                c for c in self.kb.known_conditions if self._concept_hit(c, codings, texts)
-            ]
-            hypo_hit = self._concept_hit(self.kb.hypoparathyroidism, codings, texts)
-            if not (is_complaint or flag_hits or known_hits or hypo_hit):
-                continue
-            problem = validation_problem("Condition", resource)
-            if problem:
-                ref = raw.reference_of(resource)
-                self.issues.append(
-                    DataIssue("conditions", f"{ref or 'a Condition'}: {problem}", ref)
-                )
-                continue
-            text = texts[0] if texts else "(no text)"
-            ref = raw.reference_of(resource)
-            onset = _onset(resource)
-            if is_complaint:
-                complaints.append(
-                    ConditionFact(
-                        "complaint",
-                        "Lip or facial twitching",
-                        text,
-                        ref,
-                        onset,
-                        _body_site(resource),
-                    )
-                )
-                if find_affirmed(self.kb.complaint.spreading_text, [*texts, *notes]):
-                    flag_hits.append((self._flag(self.kb.complaint.spreading_flag), text, "text"))
-            for concept, evidence, how in flag_hits:
-                if concept is not None and concept.key not in flags:
-                    flags[concept.key] = RedFlag(
-                        concept.key,
-                        concept.label,
-                        Indicator.parse(concept.severity or "warning"),
-                        evidence,
-                        ref,
-                        how,
-                    )
-            for concept in known_hits:
-                known.append(ConditionFact(concept.key, concept.label, text, ref, onset))
-            if hypo_hit:
-                hypopara.append(
-                    ConditionFact(
-                        "hypoparathyroidism", self.kb.hypoparathyroidism.label, text, ref, onset
-                    )
-                )
-        sites = {c.body_site.lower() for c in complaints if c.body_site}
-        spreading = self._flag(self.kb.complaint.spreading_flag)
-        if len(sites) > 1 and spreading is not None and spreading.key not in flags:
-            flags[spreading.key] = RedFlag(
-                spreading.key,
-                spreading.label,
-                Indicator.parse(spreading.severity or "warning"),
-                "twitching recorded at " + " and ".join(sorted(sites)),
-                None,
-                "rule",
-            )
-        out.complaints = tuple(complaints)
-        out.red_flags = tuple(flags.values())
-        out.known = tuple(known)
-        out.hypoparathyroidism = tuple(hypopara)
-        return out
+            statement = condition_statement(resource, _onset(resource))
+            self._resources[id(statement)] = resource
+            statements.append(statement)
+            site = _body_site(resource)
+            if site and statement.reference:
+                sites[statement.reference] = site
+        statements.extend(others)
+        return self._reader.read(statements, sites)
+
+    def _problem(self, statement: Statement) -> str | None:
+        resource = self._resources.get(id(statement))
+        return validation_problem("Condition", resource) if resource is not None else None
 
     def _counts(self, resource: dict) -> bool:
         """P1/P7 status filter: active (or no status and no abatement), not refuted."""
@@ -228,40 +174,30 @@ class ConditionReader:
             return not any(k.startswith("abatement") for k in resource)
         return clinical in _ACTIVE_CLINICAL
 
-    def _is_complaint(self, codings: list[tuple[str, str, str]], texts: list[str]) -> bool:
-        complaint = self.kb.complaint
-        if complaint.code_set.hit(codings):
-            return True
-        lip_or_face = any(complaint.site.search(t) for t in texts)
-        if complaint.text_code_set.hit(codings) and lip_or_face:
-            return True
-        for text in texts:
-            if complaint.phrases.search(text):
-                return True
-            if complaint.movement.search(text) and complaint.site.search(text):
-                return True
-        return False
 
-    def _red_flags(
-        self, codings: list[tuple[str, str, str]], texts: list[str]
-    ) -> list[tuple[ConditionConcept | None, str, str]]:
-        """(concept, the words that show it, "code" or "text") per red flag found."""
-        hits: list[tuple[ConditionConcept | None, str, str]] = []
-        for concept in self.kb.red_flags:
-            if concept.code_set.hit(codings):
-                hits.append((concept, texts[0] if texts else concept.label, "code"))
-                continue
-            evidence = find_affirmed(concept.text, texts)
-            if evidence:
-                hits.append((concept, evidence, "text"))
-        return hits
-
-    @staticmethod
-    def _concept_hit(concept: ConditionConcept, codings: list, texts: list[str]) -> bool:
-        return concept.code_set.hit(codings) or bool(find_affirmed(concept.text, texts))
-
-    def _flag(self, key: str) -> ConditionConcept | None:
-        return next((c for c in self.kb.red_flags if c.key == key), None)
+def other_statements(
+    data: Mapping[str, KeyData], now: datetime, window_days: int, issues: list[DataIssue]
+) -> list[Statement]:
+    """P9 visit reasons and P10 chief complaints and exam findings, as statements."""
+    out: list[Statement] = []
+    for encounter in _resources(data, ("encounter",), "Encounter"):
+        problem = validation_problem("Encounter", encounter)
+        if problem:
+            ref = raw.reference_of(encounter)
+            issues.append(DataIssue("encounter", f"{ref or 'the Encounter'}: {problem}", ref))
+            continue
+        out.extend(visit_reasons(encounter))
+    for observation in _resources(data, FINDING_KEYS, "Observation"):
+        statement = observation_statement(observation, now, window_days)
+        if statement is None:
+            continue
+        problem = validation_problem("Observation", observation)
+        if problem:
+            ref = statement.reference
+            issues.append(DataIssue("findings", f"{ref or 'an Observation'}: {problem}", ref))
+            continue
+        out.append(statement)
+    return out
 
 
 def _onset(resource: Mapping[str, Any]) -> datetime | None:
@@ -288,7 +224,10 @@ class LabReader:
     def __init__(self, kb: KnowledgeBase, issues: list[DataIssue]):
         self.kb = kb
         self.issues = issues
-        self._by_name = [a for a in kb.analytes.values() if a.name_pattern is not None]
+        terms = kb.terms
+        self._terms = terms
+        named = terms.keys if terms is not None else frozenset()
+        self._by_name = [a for a in kb.analytes.values() if f"analyte:{a.key}" in named]
 
     def read(self, observations: list[dict]) -> tuple[list[LabResult], list[UnusableLab]]:
         """The results the rules can use, newest first per analyte.
@@ -301,7 +240,9 @@ class LabReader:
         correction pairs the albumin nearest to the calcium's date.
         """
         candidates: dict[str, list[tuple[datetime, dict, Analyte, str | None, bool]]] = {}
-        for resource in observations:
+        self._parents: dict[int, dict] = {}
+        self._panel_members(observations)
+        for resource in self._with_components(observations):
             identity = self._identify(resource)
             if identity is None:
                 continue
@@ -336,13 +277,49 @@ class LabReader:
                 return self.kb.analytes[key], code, False
         if loincs:
             return None  # a LOINC test that is not one of ours
-        for text in raw.texts(resource.get("code")):
-            for analyte in self._by_name:
-                if analyte.name_pattern.search(text) and not (
-                    analyte.name_exclude and analyte.name_exclude.search(text)
-                ):
-                    return analyte, None, True
+        if id(resource) in self._parents:
+            return None  # a panel component counts only by its LOINC code
+        texts = raw.texts(resource.get("code"))
+        for analyte in self._by_name:
+            if self._terms is not None and self._terms.mentions(f"analyte:{analyte.key}", texts):
+                return analyte, None, True
         return None
+
+    def _with_components(self, observations: list[dict]) -> list[dict]:
+        """§7b P11: each `component[]` with a LOINC analyte code and a value is a result of
+        its own, with the panel's status, subject, effective time and reference."""
+        out: list[dict] = []
+        for resource in observations:
+            out.append(resource)
+            for component in raw.as_list(resource.get("component")):
+                if not isinstance(component, dict):
+                    continue
+                codings = raw.codings(component.get("code"))
+                if not any(s == LOINC and c in self.kb.loinc_index for s, c, _ in codings):
+                    continue
+                result = {k: v for k, v in resource.items()
+                          if k not in ("component", "hasMember", "referenceRange",
+                                       "interpretation", "code", "dataAbsentReason", "note")
+                          and not k.startswith("value")}
+                result.update({k: v for k, v in component.items()
+                               if k in ("code", "referenceRange", "interpretation",
+                                        "dataAbsentReason") or k.startswith("value")})
+                self._parents[id(result)] = resource
+                out.append(result)
+        return out
+
+    def _panel_members(self, observations: list[dict]) -> None:
+        """§7b P11: `hasMember` resolves within the same prefetch; a member that is not
+        there is said, never fetched."""
+        present = {raw.reference_of(r) for r in observations}
+        for resource in observations:
+            for member in raw.as_list(resource.get("hasMember")):
+                ref = raw.as_object(member).get("reference")
+                if isinstance(ref, str) and ref.startswith("Observation/") and ref not in present:
+                    panel = raw.reference_of(resource) or "a panel"
+                    self.issues.append(
+                        DataIssue("labs", f"{panel}: member {ref} is not in the lab results", ref)
+                    )
 
     def _read_one(
         self, resource: dict, analyte: Analyte, loinc: str | None, by_name: bool
@@ -354,17 +331,17 @@ class LabReader:
         def unusable(reason: str) -> UnusableLab:
             return UnusableLab(analyte.key, reason, ref, effective, display)
 
-        problem = validation_problem("Observation", resource)
+        problem = validation_problem("Observation", self._parents.get(id(resource), resource))
         if problem:
             self.issues.append(DataIssue("labs", f"{ref or 'an Observation'}: {problem}", ref))
             return unusable(problem)
         if "dataAbsentReason" in resource:
             reason = (raw.texts(resource["dataAbsentReason"]) or ["no reason given"])[0]
             return unusable(f"no value ({reason})")
-        quantity = resource.get("valueQuantity")
-        value = quantity.get("value") if isinstance(quantity, dict) else None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return unusable("no numeric value")
+        reported = self._reported(resource, analyte)
+        if isinstance(reported, str):
+            return unusable(reported)
+        quantity, value, comparator, shown, from_text = reported
         if effective is None:
             return unusable("no date")
         raw_unit = quantity.get("code") or quantity.get("unit")
@@ -386,8 +363,7 @@ class LabReader:
             analyte=analyte.key,
             value=canonical,
             unit=analyte.canonical_unit,
-            reported_value=float(value),
-            reported_text=str(value) if isinstance(value, int) else repr(float(value)),
+            reported_value=value,
             reported_unit=_unit_text(quantity) if not inferred else unit,
             effective=effective,
             status=resource["status"],
@@ -398,7 +374,41 @@ class LabReader:
             matched_by_name=by_name,
             unit_inferred=inferred,
             display=display,
+            comparator=comparator,
+            reported_text=f"{comparator or ''}{shown}",
+            from_text=from_text,
         )
+
+    def _reported(
+        self, resource: dict, analyte: Analyte
+    ) -> tuple[dict, float, str | None, str, bool] | str:
+        """(quantity, number, comparator, number as reported, from text), or why not usable.
+
+        §7b P11: a valueQuantity may carry a comparator; a valueString counts only when it
+        is exactly a number, an optional comparator and a unit this analyte knows.
+        """
+        quantity = resource.get("valueQuantity")
+        if isinstance(quantity, dict):
+            value = quantity.get("value")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return "no numeric value"
+            comparator = quantity.get("comparator")
+            if comparator is not None and comparator not in COMPARATORS:
+                return f"comparator {comparator!r} cannot be judged"
+            return quantity, float(value), comparator, number_text(value), False
+        text = resource.get("valueString")
+        if isinstance(text, str):
+
+            def known(unit: str) -> bool:
+                code = normalise_unit(unit, self.kb)
+                return code is not None and to_canonical(analyte, 1.0, code) is not None
+
+            parsed = parse_value_string(text, known)
+            if parsed is None:
+                return f"value given as text ({text.strip()[:60]!r})"
+            unit = {"unit": parsed.unit} if parsed.unit else {}
+            return unit, parsed.number, parsed.comparator, parsed.text, True
+        return "no numeric value"
 
     def _range_unit(self, resource: dict) -> str | None:
         for rng in raw.as_list(resource.get("referenceRange")):

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from knowledge.textmatch import TermMatcher
+
 
 @dataclass(frozen=True)
 class Coding:
@@ -91,8 +93,8 @@ class Analyte:
     canonical_unit: str
     loinc: dict[str, str]  # LOINC code -> long common name (all codes recognised on input)
     units: dict[str, float]  # UCUM code -> factor; canonical = reported * factor
-    name_pattern: re.Pattern[str] | None  # P3 fallback, matched against code.text/display
-    name_exclude: re.Pattern[str] | None
+    name_pattern: tuple[str, ...] | None  # P3 fallback terms (terms.yaml), for people to read
+    name_exclude: tuple[str, ...] = ()
     inference: tuple[UnitInference, ...] = ()
 
 
@@ -103,7 +105,7 @@ class ConditionConcept:
     key: str
     label: str
     codes: tuple[CodeMatcher, ...] = ()
-    text: re.Pattern[str] | None = None  # matched against code.text, coding.display, note
+    text: tuple[str, ...] = ()  # its terms (terms.yaml), for people to read; kb.terms matches
     severity: str | None = None  # red flags only: "warning" | "critical"
     citations: tuple[tuple[str, str], ...] = ()  # (source id, quote)
     code_set: CodeSet = field(init=False, repr=False, compare=False)  # `codes`, indexed
@@ -118,11 +120,10 @@ class ComplaintDefinition:
 
     codes: tuple[CodeMatcher, ...]
     codes_needing_text: tuple[CodeMatcher, ...]  # e.g. facial tics: only with lip/face text
-    movement: re.Pattern[str]  # twitch|fascicul|myokym|spasm|tic
-    site: re.Pattern[str]  # lip|mouth|perioral|face|...
-    phrases: re.Pattern[str]  # "lip twitch": enough on its own
+    movement: tuple[str, ...]  # terms (terms.yaml) for people to read; kb.terms matches
+    site: tuple[str, ...]
+    phrases: tuple[str, ...]  # "lip twitch*": enough on its own
     spreading_flag: str  # red flag of a complaint that spreads or sits at two body sites
-    spreading_text: re.Pattern[str]  # the complaint's own words that say it spreads
     code_set: CodeSet = field(init=False, repr=False, compare=False)  # `codes`, indexed
     text_code_set: CodeSet = field(init=False, repr=False, compare=False)  # codes_needing_text
 
@@ -250,6 +251,8 @@ class KnowledgeBase:
     # derived indexes, built by the loader
     loinc_index: dict[str, str] = field(default_factory=dict)  # LOINC -> analyte key
     rxnorm_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # RxCUI -> slugs
+    # the record's free text is read by these compiled term lists (terms.yaml, §7b T1)
+    terms: TermMatcher | None = None
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

@@ -33,6 +33,7 @@ from knowledge.kb import (
     UnitInference,
 )
 from knowledge.schemas import FILE_SCHEMAS, Problem, check_consistency
+from knowledge.textmatch import TermMatcher, TermsError, compile_terms
 
 
 class KnowledgeError(Exception):
@@ -98,7 +99,7 @@ def load_knowledge_base(path: str | os.PathLike[str] | None = None) -> Knowledge
         raise KnowledgeError([_format(*problem) for problem in broken])
     for index, rule in enumerate(docs["rules.yaml"]["rules"]):
         rule["params"] = params[index]
-    return _build(docs)
+    return _build(docs, _load_terms(folder, docs))
 
 
 def _read_yaml(folder: Traversable, name: str) -> dict[str, Any]:
@@ -176,18 +177,64 @@ def _citations(items: list[dict]) -> tuple[tuple[str, str], ...]:
     return tuple((item["source"], item["quote"]) for item in items)
 
 
-def _concept(data: dict, key: str, severity: str | None = None) -> ConditionConcept:
+def _concept(
+    data: dict, key: str, terms: TermMatcher, term_key: str, severity: str | None = None
+) -> ConditionConcept:
     return ConditionConcept(
         key=key,
         label=data["label"],
         codes=tuple(_matcher(code) for code in data["codes"]),
-        text=data["text"],
+        text=_listed(terms, term_key),
         severity=severity,
         citations=_citations(data["citations"]),
     )
 
 
-def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
+def _listed(terms: TermMatcher, key: str, *fields: str) -> tuple[str, ...]:
+    """The terms of a category for people to read (all its matching fields, or `fields`)."""
+    listed = terms.listed(key)
+    wanted = fields or tuple(f for f in listed if f in ("phrases", "exact_case")
+                             or f.startswith("pair"))
+    return tuple(t for f in wanted for t in listed.get(f, ()))
+
+
+def _load_terms(folder: Traversable, docs: dict[str, dict[str, Any]]) -> TermMatcher:
+    """terms.yaml compiled (§7b T1), and its ids checked against conditions and analytes."""
+    try:
+        terms = compile_terms(_read_yaml(folder, "terms.yaml"))
+    except TermsError as exc:
+        raise KnowledgeError(list(exc.problems)) from None
+    conditions = docs["conditions.yaml"]
+    known_ids = {
+        "red-flag:": {f["id"] for f in conditions["red_flags"]},
+        "known:": {c["id"] for c in conditions["known_conditions"]},
+        "analyte:": set(docs["analytes.yaml"]["analytes"]),
+    }
+    sections = {"red-flag:": "red_flags", "known:": "known_conditions", "analyte:": "analytes"}
+    files = {"red-flag:": "conditions.yaml", "known:": "conditions.yaml",
+             "analyte:": "analytes.yaml"}
+    problems = []
+    for key in sorted(terms.keys):
+        for prefix, ids in known_ids.items():
+            if key.startswith(prefix) and key.removeprefix(prefix) not in ids:
+                problems.append(
+                    f"terms.yaml: {sections[prefix]}.{key.removeprefix(prefix)}: "
+                    f"no such id in {files[prefix]}"
+                )
+    # "persistent" is computed from the onset; every other flag must be matchable
+    for i, flag in enumerate(conditions["red_flags"]):
+        if flag["id"] != "persistent" and not flag["codes"] \
+                and _flag_terms(flag["id"]) not in terms.keys:
+            problems.append(
+                f"conditions.yaml: red_flags[{i}]: a red flag needs codes or terms "
+                f"(terms.yaml red_flags.{flag['id']})"
+            )
+    if problems:
+        raise KnowledgeError(problems)
+    return terms
+
+
+def _build(docs: dict[str, dict[str, Any]], terms: TermMatcher) -> KnowledgeBase:
     kb_file = docs["kb.yaml"]
     analytes_file = docs["analytes.yaml"]
     conditions = docs["conditions.yaml"]
@@ -201,8 +248,8 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
             canonical_unit=a["canonical_unit"],
             loinc=dict(a["loinc"]),
             units=dict(a["units"]),
-            name_pattern=a["name_pattern"],
-            name_exclude=a["name_exclude"],
+            name_pattern=_listed(terms, f"analyte:{key}") or None,
+            name_exclude=_listed(terms, f"analyte:{key}", "not_with"),
             inference=tuple(
                 UnitInference(loinc=tuple(row["loinc"]), unit=row["unit"],
                               low=row["low"], high=row["high"])
@@ -284,15 +331,21 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
         complaint=ComplaintDefinition(
             codes=tuple(_matcher(code) for code in complaint["codes"]),
             codes_needing_text=tuple(_matcher(code) for code in complaint["codes_needing_text"]),
-            movement=complaint["movement"],
-            site=complaint["site"],
-            phrases=complaint["phrases"],
+            movement=_listed(terms, "complaint", "pair0.first"),
+            site=_listed(terms, "complaint", "pair0.second"),
+            phrases=_listed(terms, "complaint", "phrases"),
             spreading_flag=complaint["spreading"]["flag"],
-            spreading_text=complaint["spreading"]["text"],
         ),
-        red_flags=tuple(_concept(f, f["id"], f["severity"]) for f in conditions["red_flags"]),
-        known_conditions=tuple(_concept(c, c["id"]) for c in conditions["known_conditions"]),
-        hypoparathyroidism=_concept(conditions["hypoparathyroidism"], "hypoparathyroidism"),
+        red_flags=tuple(
+            _concept(f, f["id"], terms, _flag_terms(f["id"]), f["severity"])
+            for f in conditions["red_flags"]
+        ),
+        known_conditions=tuple(
+            _concept(c, c["id"], terms, f"known:{c['id']}") for c in conditions["known_conditions"]
+        ),
+        hypoparathyroidism=_concept(
+            conditions["hypoparathyroidism"], "hypoparathyroidism", terms, "hypoparathyroidism"
+        ),
         drug_classes=drug_classes,
         ingredients=ingredients,
         products=products,
@@ -316,4 +369,9 @@ def _build(docs: dict[str, dict[str, Any]]) -> KnowledgeBase:
         },
         loinc_index=loinc_index,
         rxnorm_index=rxnorm_index,
+        terms=terms,
     )
+
+
+def _flag_terms(flag_id: str) -> str:
+    return "spreading" if flag_id == "spreading" else f"red-flag:{flag_id}"

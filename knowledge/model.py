@@ -67,7 +67,9 @@ class LabResult:
     matched_by_name: bool = False  # P3 fallback
     unit_inferred: bool = False  # §1.2 "missing unit" policy
     display: str = ""  # the lab's own name for the test
-    reported_text: str = ""  # the number as the laboratory wrote it: "3.0", "<2.5"
+    comparator: str | None = None  # §7b P11: "<", "<=", ">", ">=": the value is a bound
+    reported_text: str = ""  # the value as the lab wrote it, with its comparator: "<2.5", "3.0"
+    from_text: bool = False  # read from valueString
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,17 @@ class RedFlag:
     evidence: str  # the words or code that matched
     reference: str | None = None
     matched_by: str = "code"  # "code" | "text" | "rule"
+    onset: datetime | None = None  # §7b T2: when the finding began (None: unknown)
+    source: str = "condition"  # condition | visit-reason | chief-complaint | exam | rule
+
+
+@dataclass(frozen=True)
+class PerioralSensation:
+    """Numbness or tingling whose clause names only the lips, mouth or perioral area."""
+
+    text: str  # the record's words
+    reference: str | None = None
+    when: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,8 @@ class PatientFacts:
     issues: tuple[DataIssue, ...] = ()
     availability: dict[str, DataState] = field(default_factory=dict)
     draft_medications: tuple[DraftMedication, ...] = ()  # order-select/-sign: drafts to judge
+    # numbness or tingling of the lips or mouth only (a low-calcium sign, not a red flag)
+    perioral: tuple[PerioralSensation, ...] = ()
 
     @property
     def onset(self) -> datetime | None:

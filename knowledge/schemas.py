@@ -142,8 +142,6 @@ class AnalyteSchema(_Strict):
         required=True,
         validate=validate.Length(min=1),
     )
-    name_pattern = Pattern(load_default=None, allow_none=True)
-    name_exclude = Pattern(load_default=None, allow_none=True)
     inference = fields.List(fields.Nested(InferenceSchema), load_default=list)
 
     @validates_schema
@@ -202,16 +200,12 @@ class ThresholdsFileSchema(_Strict):
 
 
 class SpreadingSchema(_Strict):
-    flag = _text()  # a red flag id
-    text = Pattern(required=True)
+    flag = _text()  # a red flag id; the words that say it are terms.yaml `spreading`
 
 
 class ComplaintSchema(_Strict):
     codes = fields.List(fields.Nested(CodeSchema), required=True, validate=validate.Length(min=1))
     codes_needing_text = fields.List(fields.Nested(CodeSchema), load_default=list)
-    movement = Pattern(required=True)
-    site = Pattern(required=True)
-    phrases = Pattern(required=True)
     spreading = fields.Nested(SpreadingSchema, required=True)
 
 
@@ -219,7 +213,6 @@ class ConceptSchema(_Strict):
     id = _named(KEBAB, "not a kebab-case id")
     label = _text()
     codes = fields.List(fields.Nested(CodeSchema), load_default=list)
-    text = Pattern(load_default=None, allow_none=True)
     citations = fields.List(fields.Nested(CitationSchema), load_default=list)
 
 
@@ -230,7 +223,6 @@ class RedFlagSchema(ConceptSchema):
 class HypoparathyroidismSchema(_Strict):
     label = _text()
     codes = fields.List(fields.Nested(CodeSchema), required=True, validate=validate.Length(min=1))
-    text = Pattern(load_default=None, allow_none=True)
     citations = fields.List(fields.Nested(CitationSchema), load_default=list)
 
 
@@ -547,10 +539,6 @@ def _check_conditions(docs: dict) -> Iterator[Problem]:
             yield from _citations(file, f"{group}[{i}]", concept["citations"], sources)
             if group == "known_conditions" and not concept["codes"]:
                 yield (file, f"{group}[{i}].codes", "a known condition needs codes")
-            # "persistent" is computed from the onset; every other flag must be matchable
-            if group == "red_flags" and concept["id"] != "persistent" \
-                    and not concept["codes"] and concept["text"] is None:
-                yield (file, f"{group}[{i}]", "a red flag needs codes or text")
     yield from _citations(file, "hypoparathyroidism", data["hypoparathyroidism"]["citations"],
                           sources)
     flag = data["complaint"]["spreading"]["flag"]

@@ -146,6 +146,7 @@ class _Category:
     history_negates: bool = True
     whole_text: bool = False
     perioral: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    listed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # field -> terms as written
 
 
 @dataclass
@@ -246,6 +247,12 @@ class TermMatcher:
     @property
     def keys(self) -> frozenset[str]:
         return frozenset(self._categories)
+
+    def listed(self, key: str) -> dict[str, tuple[str, ...]]:
+        """The terms of category `key` as the file writes them, by field ("phrases",
+        "pair0.first", ...), for people to read; empty for an unknown key."""
+        category = self._categories.get(key)
+        return dict(category.listed) if category is not None else {}
 
     def find(self, key: str, text: str) -> tuple[Hit, ...]:
         """Every hit of category `key` in `text`, affirmed or not, in reading order."""
@@ -481,13 +488,17 @@ def compile_terms(doc: Mapping[str, Any], *, file: str = "terms.yaml") -> TermMa
                         f"under `lists` (known: {', '.join(sorted(lists)) or 'none'})")
         return []
 
-    def add_all(where: str, value: Any, role: tuple[str, ...], exact: bool = False) -> None:
+    def add_all(
+        where: str, value: Any, role: tuple[str, ...], exact: bool = False
+    ) -> tuple[str, ...]:
         seen: set[Any] = set()
-        for i, raw in enumerate(terms_of(where, value)):
+        terms = terms_of(where, value)
+        for i, raw in enumerate(terms):
             if isinstance(raw, str) and raw in seen:
                 problems.append(f"{where}[{i}]: duplicate term {raw!r}")
             seen.add(raw)
             builder.add(f"{where}[{i}]", raw, role, exact)
+        return tuple(str(t) for t in terms)
 
     answers = _compile_negation(doc.get("negation"), builder, add_all, terms_of, file)
 
@@ -577,11 +588,13 @@ def _compile_category(key: str, where: str, spec: Any, add_all: Any,
             value = default
         flags[name] = value
 
+    listed: dict[str, tuple[str, ...]] = {}
+
     def role(name: str, exact: bool = False) -> tuple[str, ...] | None:
         if spec.get(name) is None:
             return None
         r = (key, name)
-        add_all(f"{where}.{name}", spec[name], r, exact)
+        listed[name] = add_all(f"{where}.{name}", spec[name], r, exact)
         return r
 
     pairs = []
@@ -594,8 +607,8 @@ def _compile_category(key: str, where: str, spec: Any, add_all: Any,
             problems.append(f"{where}.pairs[{i}]: must have exactly `first` and `second`")
             continue
         first, second = (key, f"pair{i}.first"), (key, f"pair{i}.second")
-        add_all(f"{where}.pairs[{i}].first", pair["first"], first)
-        add_all(f"{where}.pairs[{i}].second", pair["second"], second)
+        listed[f"pair{i}.first"] = add_all(f"{where}.pairs[{i}].first", pair["first"], first)
+        listed[f"pair{i}.second"] = add_all(f"{where}.pairs[{i}].second", pair["second"], second)
         pairs.append((first, second))
 
     perioral = None
@@ -621,4 +634,5 @@ def _compile_category(key: str, where: str, spec: Any, add_all: Any,
         history_negates=flags["history_negates"],
         whole_text=flags["whole_text"],
         perioral=perioral,
+        listed=listed,
     )

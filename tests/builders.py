@@ -281,20 +281,31 @@ def hook_request(
     pat: dict[str, Any] | None = None,
     prefetch: dict[str, Any] | None = None,
     hook_instance: str = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    findings: list[dict[str, Any]] | None = None,
+    encounter: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A patient-view request, fully prefetched. `prefetch` entries override the defaults."""
+    """A patient-view request, fully prefetched. `prefetch` entries override the defaults.
+
+    Without `encounter` the context has no encounterId and the key is left out, as an EHR
+    does when there is no encounter.
+    """
     full: dict[str, Any] = {
         "patient": pat if pat is not None else patient(),
         "conditions": searchset(conditions if conditions is not None else [complaint()]),
         "labs": searchset(labs if labs is not None else normal_labs()),
         "medRequests": searchset(med_requests or []),
         "medStatements": searchset(med_statements or []),
+        "findings": searchset(findings or []),
     }
+    context = {"userId": "Practitioner/dr-1", "patientId": PATIENT_ID}
+    if encounter is not None:
+        full["encounter"] = encounter
+        context["encounterId"] = encounter.get("id", "enc-1")
     full.update(prefetch or {})
     return {
         "hook": "patient-view",
         "hookInstance": hook_instance,
-        "context": {"userId": "Practitioner/dr-1", "patientId": PATIENT_ID},
+        "context": context,
         "prefetch": {k: v for k, v in full.items() if v != "omit"},
     }
 

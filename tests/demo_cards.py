@@ -23,4 +23,12 @@ DEMO_CARDS: dict[str, dict[str, str]] = {
     "stale-labs": {"lab-workup-missing": "info", "lifestyle-advice": "info"},
     # Ca 8.7 below the lab's pediatric range 8.8-10.8 mg/dL
     "pediatric-twitch": {"hypocalcemia-workup": "warning", "lifestyle-advice": "info"},
+    # "Denies facial weakness, slurred speech, dysphagia. Facial droop: none": no red flag
+    "negated-red-flag": {"lifestyle-advice": "info"},
+    # no twitch on the problem list: the visit's reason (Encounter.reasonCode) names it
+    "visit-reason-twitch": {"lifestyle-advice": "info"},
+    # facial droop recorded as an exam Observation (present); slurred speech examined, absent
+    "exam-facial-droop": {"neurology-referral-red-flag": "critical"},
+    # potassium "<2.5 mmol/L": at most 2.5, so critically low; no "usually harmless" card
+    "potassium-below-2-5": {"hypokalemia-workup": "critical"},
 }

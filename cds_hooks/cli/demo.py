@@ -39,6 +39,9 @@ PATIENT_VIEW_TEMPLATES: dict[str, str] = {
     "labs": "Observation?patient={{context.patientId}}&category=laboratory&_sort=-date&_count=200",
     "medRequests": "MedicationRequest?patient={{context.patientId}}&_count=200",
     "medStatements": "MedicationStatement?patient={{context.patientId}}&_count=200",
+    "encounter": "Encounter/{{context.encounterId}}",
+    "findings": "Observation?patient={{context.patientId}}&category=exam,survey&_sort=-date"
+    "&_count=100",
 }
 
 DEMO_USER = "Practitioner/demo-clinician"
@@ -57,7 +60,7 @@ _DATE_FIELDS = frozenset(
         "birthDate",
     }
 )
-_PERIOD_FIELDS = frozenset({"effectivePeriod", "onsetPeriod", "abatementPeriod"})
+_PERIOD_FIELDS = frozenset({"effectivePeriod", "onsetPeriod", "abatementPeriod", "period"})
 
 
 class DemoError(ValueError):
@@ -207,12 +210,26 @@ def hook_request(
             continue
         query = parse_qs(template.split("?", 1)[1]) if "?" in template else {}
         for category in query.get("category", []):
-            matching = [r for r in matching if _has_category(r, category)]
+            # a comma is OR in a FHIR search: category=exam,survey
+            wanted = category.split(",")
+            matching = [r for r in matching if any(_has_category(r, c) for c in wanted)]
         prefetch[key] = _searchset(matching)
+    context = {"userId": DEMO_USER, "patientId": patient_id}
+    encounter = next(
+        (r for r in all_resources
+         if r.get("resourceType") == "Encounter" and _about_patient(r, patient_id)),
+        None,
+    )
+    if encounter is not None:
+        context["encounterId"] = encounter["id"]
+    elif any("{{context.encounterId}}" in t for t in templates.values()):
+        # no encounter: the EHR leaves the key out (CDS Hooks: a template it cannot fill)
+        prefetch = {k: v for k, v in prefetch.items()
+                    if "{{context.encounterId}}" not in templates[k]}
     return {
         "hookInstance": hook_instance or str(uuid.uuid4()),
         "hook": "patient-view",
-        "context": {"userId": DEMO_USER, "patientId": patient_id},
+        "context": context,
         "prefetch": prefetch,
     }
 

@@ -10,7 +10,13 @@ from knowledge.engine import evaluate
 
 def patient_view(call: HookCall) -> HookResult:
     """Facts of the chart → findings → cards."""
-    facts = extract_facts(call.data, call.kb, now=call.now, patient_id=call.context["patient_id"])
+    facts = extract_facts(
+        call.data,
+        call.kb,
+        now=call.now,
+        patient_id=call.context["patient_id"],
+        finding_window=call.policy.days("finding_window_days"),
+    )
     evaluation = evaluate(facts, call.kb, call.policy, disabled_rules=call.disabled_rules)
     cards = build_cards(
         evaluation,

@@ -39,6 +39,15 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     return out
 
 
+def _names_absent_context(template: str, context: Mapping[str, Any]) -> bool:
+    """True when the template asks for a context value this call does not carry."""
+    for part in template.split("{{")[1:]:
+        token = part.split("}}", 1)[0].strip()
+        if token.startswith("context.") and not context.get(token.removeprefix("context.")):
+            return True
+    return False
+
+
 def resolve_data(
     service: ServiceDefinition,
     request: Mapping[str, Any],
@@ -57,6 +66,10 @@ def resolve_data(
         query = render_template(template, context)
         if query is not None:
             to_fetch[key] = query
+        elif key not in data and _names_absent_context(template, context):
+            # "Encounter/{{context.encounterId}}" without an encounter: nothing to read
+            data[key] = KeyData(key, DataState.EMPTY)
+            continue
         if key not in data:
             data[key] = KeyData.unavailable(key, f"{key!r} was not prefetched")
     if to_fetch and fetcher is not None:

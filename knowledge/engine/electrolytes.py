@@ -104,7 +104,7 @@ def missing_labs(ctx: Context, rule: Rule) -> list[Finding]:
             for result in ctx.stale.get(key, [])[:1]:
                 note = texts["stale"].format(days=days)
                 evidence.append(lab_evidence(display, result, note=note))
-            for unusable in ctx.facts.unusable_labs:
+            for unusable in ctx.unusable_labs:
                 if unusable.analyte == key:
                     evidence.append(
                         Evidence(

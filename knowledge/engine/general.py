@@ -39,7 +39,7 @@ def lifestyle(ctx: Context, rule: Rule) -> list[Finding]:
 
 
 
-AREAS = ("conditions", "labs", "medications", "patient")
+AREAS = ("conditions", "labs", "medications", "patient", "encounter", "findings")
 
 
 class DataUnavailableParams(Params):

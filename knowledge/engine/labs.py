@@ -17,7 +17,8 @@ from typing import Any
 from knowledge.engine.fields import Params, Ref
 from knowledge.engine.text import converted, day, fmt, like, md, reported
 from knowledge.kb import KnowledgeBase
-from knowledge.model import DataIssue, DataState, Evidence, LabResult, PatientFacts
+from knowledge.labvalue import judge_bound
+from knowledge.model import DataIssue, DataState, Evidence, LabResult, PatientFacts, UnusableLab
 from knowledge.policy import Policy
 
 _STATUS_RANK = {"corrected": 3, "amended": 3, "final": 2, "preliminary": 1}
@@ -96,6 +97,43 @@ class Context:
             results.sort(key=lambda r: (r.effective, _STATUS_RANK.get(r.status, 0)), reverse=True)
         self.pediatric = facts.age_years is not None and facts.age_years < policy["adult_age_years"]
         self._calcium: dict[CalciumLimits, Judgement | None] = {}
+        self.unusable_labs: list[UnusableLab] = list(facts.unusable_labs)
+        self._screen_bounds()
+
+    def _screen_bounds(self) -> None:
+        """§7b P11: a result given as a bound ("<4.0") that passes neither the low nor the
+        critical test cannot be judged: it is unusable (said), and the analyte counts as
+        missing. Albumin given as a bound cannot correct a calcium."""
+        limits = _limit_names(self.kb)
+        for bucket in (self.fresh, self.stale):
+            for analyte, results in bucket.items():
+                kept = []
+                for result in results:
+                    reason = self._bound_problem(result, limits.get(analyte))
+                    if reason is None:
+                        kept.append(result)
+                    else:
+                        self.unusable_labs.append(
+                            UnusableLab(analyte, reason, result.reference, result.effective,
+                                        result.display)
+                        )
+                results[:] = kept
+        for bucket in (self.fresh, self.stale):
+            for analyte in [a for a, results in bucket.items() if not results]:
+                del bucket[analyte]
+
+    def _bound_problem(self, result: LabResult, names: tuple[str, str] | None) -> str | None:
+        if result.comparator is None:
+            return None
+        shown = f"{result.reported_text} {result.reported_unit}".strip()
+        if names is None:
+            return self.kb.texts["bound_not_usable"].format(value=md(shown))
+        low = result.reference_low if result.reference_low is not None else self.policy[names[0]]
+        if judge_bound(result.comparator, result.value, low, self.policy[names[1]]).judgeable:
+            return None
+        return self.kb.texts["bound_not_judged"].format(
+            value=md(shown), limit=fmt(low), unit=result.unit
+        )
 
     def latest(self, analyte: str) -> LabResult | None:
         results = self.fresh.get(analyte)
@@ -119,8 +157,14 @@ class Context:
             return None  # §1.3: no adult default for a child's calcium; said in the detail
         else:
             limit, source = self.policy[low_name], self.kb.texts["default_limit"]
-        low = _below(value, limit, converted=_converted(result) and result.reference_low is None)
-        critical = _below(value, self.policy[critical_name], converted=_converted(result))
+        if result.comparator is not None:
+            # a bound: "<2.5" is at most 2.5 (screened as judgeable in _screen_bounds)
+            bound = judge_bound(result.comparator, value, limit, self.policy[critical_name])
+            low, critical = bound.low, bound.critical
+        else:
+            by_default = result.reference_low is None
+            low = _below(value, limit, converted=_converted(result) and by_default)
+            critical = _below(value, self.policy[critical_name], converted=_converted(result))
         # The value judged is the one the lab reported (not a total calcium corrected).
         corrected_label = self.kb.texts["corrected_calcium"]
         corrected = result.analyte == "calcium_total" and label == corrected_label
@@ -237,7 +281,7 @@ class Context:
 
     def _not_assessable(self, result: LabResult) -> None:
         message = self.kb.texts["calcium_not_judged"].format(
-            value=fmt(result.reported_value),
+            value=shown_value(result),
             unit=result.reported_unit,
             date=day(result.effective),
             adult_age=int(self.policy["adult_age_years"]),
@@ -267,6 +311,26 @@ def analyte_judged_by_default_in_children(analyte: str) -> bool:
     return analyte in ("potassium", "magnesium")
 
 
+def shown_value(result: LabResult) -> str:
+    """§7b P11: the value as the laboratory reported it, with its comparator ("<2.5", "3.0")."""
+    return reported(result.reported_value, result.reported_text)
+
+
+def _limit_names(kb: KnowledgeBase) -> dict[str, tuple[str, str]]:
+    """Analyte -> (low, critical) threshold names, from the rules that judge it."""
+    names: dict[str, tuple[str, str]] = {}
+    for rule in kb.rules:
+        params = rule.params
+        if isinstance(params.get("analyte"), str) and "low" in params and "critical" in params:
+            names.setdefault(params["analyte"], (params["low"], params["critical"]))
+        if "ionized_low" in params and "corrected_low" in params:
+            names.setdefault("calcium_ionized", (params["ionized_low"], params["ionized_critical"]))
+            corrected = (params["corrected_low"], params["corrected_critical"])
+            names.setdefault("calcium_total", corrected)
+            names.setdefault("calcium_corrected", corrected)
+    return names
+
+
 def lab_evidence(
     label: str,
     result: LabResult,
@@ -285,6 +349,7 @@ def lab_evidence(
     shown = reported(result.reported_value, result.reported_text)
     notes = [judged] if judged else []
     factor = (result.reported_value / result.value) if result.value else 1.0
+
     if result.reference_low is not None or result.reference_high is not None:
         low = "" if result.reference_low is None else like(result.reference_low * factor, shown)
         high = "" if result.reference_high is None else like(result.reference_high * factor, shown)
@@ -303,6 +368,8 @@ def lab_evidence(
         notes.append("preliminary result")
     elif result.status in ("amended", "corrected"):
         notes.append(f"{result.status} result")
+    if result.from_text:
+        notes.append("value given as text")
     if note:
         notes.append(note)
     return Evidence(

@@ -103,6 +103,9 @@ class SharedTexts(Params):
     )
     calcium_not_judged = Template(fills=("value", "unit", "date", "adult_age"), required=True)
     data_notes = Template(fills=("issues",), required=True)  # appended to a card's detail
+    # a result given as a bound (§7b P11) that cannot be judged
+    bound_not_judged = Template(fills=("value", "limit", "unit"), required=True)
+    bound_not_usable = Template(fills=("value",), required=True)
 
 
 class CalciumCorrectionSchema(Params):

@@ -38,7 +38,7 @@ def test_counts(kb_with_test_rules):
         "potassium", "magnesium", "calcium_total", "calcium_corrected", "calcium_ionized",
         "albumin", "pth", "tsh", "b12", "vitamin_d", "ck", "phosphate",
     }
-    assert len(kb_with_test_rules.thresholds) == 14
+    assert len(kb_with_test_rules.thresholds) == 16
     assert [f.key for f in kb_with_test_rules.red_flags] == [
         "facial-weakness", "slurred-speech", "dysphagia", "spreading", "limb-weakness",
         "numbness", "vision-changes", "facial-pain", "chewing-trigger", "persistent",
@@ -121,9 +121,11 @@ def test_complaint_codes(kb_with_test_rules, system, code, expected):
 
 def test_complaint_text(kb_with_test_rules):
     complaint = kb_with_test_rules.complaint
-    assert complaint.phrases.search("Lip Twitching for 2 weeks")
-    assert complaint.movement.search("Fasciculations") and complaint.site.search("upper LIP")
-    assert not complaint.movement.search("ticket")
+    assert "lip twitch*" in complaint.phrases and "fascicul*" in complaint.movement
+    assert "lip" in complaint.site and "jaw" not in complaint.site
+    assert kb_with_test_rules.terms.affirmed("complaint", ["Lip Twitching for 2 weeks"])
+    assert kb_with_test_rules.terms.affirmed("complaint", ["Fasciculations of the upper LIP"])
+    assert not kb_with_test_rules.terms.affirmed("complaint", ["ticket to the lip clinic"])
     assert any(matches(m, ICD10CM, "F95.0") for m in complaint.codes_needing_text)
 
 
@@ -134,9 +136,17 @@ def test_red_flags(kb_with_test_rules):
     assert any(matches(m, ICD10CM, "R13.12") for m in flags["dysphagia"].codes)
     assert any(matches(m, ICD10CM, "R20.2") for m in flags["numbness"].codes)
     assert any(matches(m, ICD10CM, "H53.2") for m in flags["vision-changes"].codes)
-    assert flags["facial-weakness"].text.search("Right facial DROOP")
-    assert flags["slurred-speech"].text.search("difficulty speaking")
-    assert flags["persistent"].codes == () and flags["persistent"].text is None
+    assert "facial droop*" in flags["facial-weakness"].text  # the terms, for people to read
+    assert kb_with_test_rules.terms.affirmed("red-flag:facial-weakness", ["Right facial DROOP"])
+    assert kb_with_test_rules.terms.affirmed("red-flag:slurred-speech", ["difficulty speaking"])
+    assert flags["persistent"].codes == () and flags["persistent"].text == ()
+    # narrowed ranges (§7b): no amblyopia, no hyperesthesia
+    assert not any(matches(m, ICD10CM, "H53.01") for m in flags["vision-changes"].codes)
+    assert not any(matches(m, ICD10CM, "R20.3") for m in flags["numbness"].codes)
+    assert all(any(matches(m, ICD10CM, c) for m in flags["vision-changes"].codes)
+               for c in ("H53.10", "H53.2", "H53.40", "H53.8", "H53.9"))
+    assert all(any(matches(m, ICD10CM, c) for m in flags["numbness"].codes)
+               for c in ("R20.0", "R20.1", "R20.2", "R20.9"))
     assert all(f.citations for f in kb_with_test_rules.red_flags)
 
 
@@ -187,16 +197,17 @@ def test_service(kb_with_test_rules):
 
 
 def test_name_patterns(kb_with_test_rules):
-    magnesium = kb_with_test_rules.analytes["magnesium"]
-    assert magnesium.name_pattern.search("Serum Mg")
-    assert not magnesium.name_pattern.search("Calcium mg/dL")
-    analytes = kb_with_test_rules.analytes
-    total, ionized = analytes["calcium_total"], analytes["calcium_ionized"]
-    assert total.name_pattern.search("Calcium, serum")
-    assert total.name_exclude.search("Calcium, ionized")
-    assert ionized.name_pattern.search("Ionised calcium (whole blood)")
-    assert not ionized.name_pattern.search("Calcium, serum")
-    assert kb_with_test_rules.analytes["albumin"].name_exclude.search("Urine microalbumin")
+    def named(key: str, text: str) -> bool:
+        return kb_with_test_rules.terms.mentions(f"analyte:{key}", [text])
+
+    assert named("magnesium", "Serum Mg") and not named("magnesium", "Calcium mg/dL")
+    assert named("calcium_total", "Calcium, serum")
+    assert not named("calcium_total", "Calcium, ionized")
+    assert named("calcium_ionized", "Ionised calcium (whole blood)")
+    assert not named("calcium_ionized", "Calcium, serum")
+    assert not named("albumin", "Urine microalbumin")
+    assert kb_with_test_rules.analytes["magnesium"].name_pattern == ("magnesium", "Mg")
+    assert "urine" in kb_with_test_rules.analytes["albumin"].name_exclude
 
 
 def test_source_titles_speak_of_the_source(kb_with_test_rules):
@@ -284,8 +295,14 @@ BREAKAGES = [
                  "rules.yaml: rules[0].suppressed_by[0]: 'red-flags' is neither a rule kind",
                  id="unknown-suppressor"),
     pytest.param("conditions.yaml", _set("complaint", "movement", "(twitch|spasm"),
-                 "conditions.yaml: complaint.movement: not a valid regular expression",
-                 id="bad-regex"),
+                 "conditions.yaml: complaint.movement: unknown field",
+                 id="regex-not-here"),
+    pytest.param("terms.yaml", _set("red_flags", "dysphagia", "phrases", ["dysphag.*"]),
+                 "terms.yaml: red_flags.dysphagia.phrases[0]: 'dysphag.*' holds characters",
+                 id="bad-term"),
+    pytest.param("terms.yaml", _set("red_flags", "drooling", {"phrases": ["drool*"]}),
+                 "terms.yaml: red_flags.drooling: no such id in conditions.yaml",
+                 id="terms-for-unknown-flag"),
     pytest.param("conditions.yaml", _set("red_flags", 0, "severity", "urgent"),
                  "conditions.yaml: red_flags[0].severity: must be one of",
                  id="bad-severity"),

@@ -85,6 +85,8 @@ def test_labs_are_realistic_observations(name):
         if resource["resourceType"] != "Observation":
             continue
         assert resource["status"] == "final"
+        if resource["category"][0]["coding"][0]["code"] == "exam":
+            continue  # an exam finding (§7b P10), not a lab
         assert resource["category"][0]["coding"][0]["code"] == "laboratory"
         coding = resource["code"]["coding"][0]
         assert coding["system"] == "http://loinc.org" and coding["display"]
@@ -211,7 +213,9 @@ def test_hook_request_is_a_valid_patient_view_request(name, kb):
     request, context = parse_request(service, body)  # the service's own validation
     assert request["hook_instance"] == "d2f4c3a8-0d7e-4a43-9d57-5a3b1c1b2a11"
     assert context["patient_id"] == name
-    assert body["prefetch"].keys() == service.prefetch.keys()
+    with_encounter = "encounterId" in body["context"]
+    expected_keys = set(service.prefetch) - (set() if with_encounter else {"encounter"})
+    assert body["prefetch"].keys() == expected_keys  # no encounter: the key is left out
     prefetch = body["prefetch"]
     assert prefetch["patient"]["resourceType"] == "Patient"
     expected_types = {
@@ -219,7 +223,10 @@ def test_hook_request_is_a_valid_patient_view_request(name, kb):
         "labs": "Observation",
         "medRequests": "MedicationRequest",
         "medStatements": "MedicationStatement",
+        "findings": "Observation",
     }
+    if with_encounter:
+        assert prefetch["encounter"]["resourceType"] == "Encounter"
     for key, resource_type in expected_types.items():
         searchset = prefetch[key]
         assert searchset["type"] == "searchset"
@@ -229,6 +236,8 @@ def test_hook_request_is_a_valid_patient_view_request(name, kb):
         assert {r["resourceType"] for r in found} <= {resource_type}
         if key == "labs":
             assert all(r["category"][0]["coding"][0]["code"] == "laboratory" for r in found)
+        if key == "findings":
+            assert all(r["category"][0]["coding"][0]["code"] in ("exam", "survey") for r in found)
         state = interpret_prefetch(key, service.prefetch[key], searchset).state
         assert state is (DataState.PRESENT if found else DataState.EMPTY)
 

@@ -43,7 +43,7 @@ def labs_with(*extra, skip=()):
 # ------------------------------------------------------------------ discovery, R0, R1
 
 
-def test_discovery_lists_the_patient_view_service_with_the_five_templates(client):
+def test_discovery_lists_the_patient_view_service_with_its_templates(client):
     body = client.get("/cds-services").get_json()
     service = next(s for s in body["services"] if s["id"] == "lip-twitch-patient-view")
     assert service["hook"] == "patient-view"
@@ -55,6 +55,9 @@ def test_discovery_lists_the_patient_view_service_with_the_five_templates(client
         "&_sort=-date&_count=200",
         "medRequests": "MedicationRequest?patient={{context.patientId}}&_count=200",
         "medStatements": "MedicationStatement?patient={{context.patientId}}&_count=200",
+        "encounter": "Encounter/{{context.encounterId}}",
+        "findings": "Observation?patient={{context.patientId}}&category=exam,survey"
+        "&_sort=-date&_count=100",
     }
 
 
@@ -669,6 +672,14 @@ DEMO_EXPECTED = {
         "lifestyle-advice": "info",
     },
     "stale-labs": {"lab-workup-missing": "info", "lifestyle-advice": "info"},
+    # §7b: "Denies facial weakness, slurred speech, dysphagia. Facial droop: none" flags nothing
+    "negated-red-flag": {"lifestyle-advice": "info"},
+    # §7b P9: no twitch on the problem list, the visit's reason names it
+    "visit-reason-twitch": {"lifestyle-advice": "info"},
+    # §7b P10: facial droop recorded as an exam Observation (present), slurred speech absent
+    "exam-facial-droop": {"neurology-referral-red-flag": "critical"},
+    # §7b P11: potassium "<2.5 mmol/L" is critical, and no "usually harmless" card
+    "potassium-below-2-5": {"hypokalemia-workup": "critical"},
 }
 
 
