@@ -192,7 +192,7 @@ def test_service(kb_with_test_rules):
     service = kb_with_test_rules.services["lip-twitch-patient-view"]
     assert service.hook == "patient-view"
     assert set(service.prefetch) == {"patient", "conditions", "labs", "medRequests",
-                                     "medStatements"}
+                                     "medStatements", "encounter", "findings"}
     assert service.required_prefetch == ("conditions",)
 
 
@@ -323,8 +323,8 @@ BREAKAGES = [
     pytest.param("medications.yaml", _set("products", 0, "ingredients", ["zoloft"]),
                  "medications.yaml: products[0].ingredients[0]: unknown ingredient 'zoloft'",
                  id="unknown-product-ingredient"),
-    pytest.param("services.yaml", _set("services", 0, "required_prefetch", ["encounter"]),
-                 "services.yaml: services[0].required_prefetch: 'encounter' is not a prefetch key",
+    pytest.param("services.yaml", _set("services", 0, "required_prefetch", ["appointments"]),
+                 "services.yaml: services[0].required_prefetch: 'appointments' is not a prefetch",
                  id="required-prefetch-not-declared"),
     pytest.param("orders.yaml", _set("orders", "lab-tsh", "coding", "code", "3016"),
                  "orders.yaml: orders.lab-tsh.coding.code: not a valid loinc code",
