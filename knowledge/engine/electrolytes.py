@@ -4,6 +4,7 @@ known hypoparathyroidism (R6)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from knowledge.engine.labs import (
     has_fresh,
     lab_evidence,
     members,
+    perioral_evidence,
 )
 from knowledge.engine.text import day, fmt, join_words, md, reported
 from knowledge.kb import Rule
@@ -236,7 +238,11 @@ def low_calcium(ctx: Context, rule: Rule) -> list[Finding]:
     if judged is None or not judged.low:
         return []
     extra = rule.params["orders_unless_ionized"] if judged.analyte != "calcium_ionized" else ()
-    return [_low_finding(ctx, rule, judged, extra)]
+    finding = _low_finding(ctx, rule, judged, extra)
+    if ctx.facts.perioral:
+        # §7b T1: numbness or tingling of the lips only is a sign of low calcium
+        finding = replace(finding, evidence=(*finding.evidence, *perioral_evidence(ctx)))
+    return [finding]
 
 
 CALCIUM_LINE = ("measure", "value", "unit", "date", "limit_source")

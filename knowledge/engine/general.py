@@ -5,15 +5,16 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from knowledge.engine.core import complaint_evidence, evaluator, make_finding
-from knowledge.engine.fields import Params
-from knowledge.engine.labs import Context
+from knowledge.engine.fields import Params, Template
+from knowledge.engine.labs import Context, perioral_evidence
 from knowledge.engine.text import join_words, md, without_ids
 from knowledge.kb import Rule
 from knowledge.model import DataState, Finding, Indicator
 
 
 class LifestyleParams(Params):
-    pass
+    # said when the record names numbness or tingling of the lips or mouth only
+    perioral_note = Template(load_default="Perioral tingling: check calcium.")
 
 
 @evaluator("lifestyle", params=LifestyleParams, indicators=("info",))
@@ -22,6 +23,9 @@ def lifestyle(ctx: Context, rule: Rule) -> list[Finding]:
     if not (ctx.labs_available and ctx.meds_available):
         return []  # §5.1: R1 needs labs and medications to say nothing serious was seen
     complaint = ctx.facts.complaints[0]
+    perioral = perioral_evidence(ctx)
+    # §7b T1: perioral tingling goes to the calcium card when there is one, else here
+    note = rule.params["perioral_note"] if perioral else ""
     return (
         [
             make_finding(
@@ -29,8 +33,9 @@ def lifestyle(ctx: Context, rule: Rule) -> list[Finding]:
                 rule,
                 Indicator.INFO,
                 {},
-                evidence=[complaint_evidence(c) for c in ctx.facts.complaints],
+                evidence=[*(complaint_evidence(c) for c in ctx.facts.complaints), *perioral],
                 reasons=[r for c in ctx.facts.complaints for r in (c.reference,) if r],
+                extra_detail=note,
             )
         ]
         if complaint

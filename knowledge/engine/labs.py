@@ -311,6 +311,20 @@ def analyte_judged_by_default_in_children(analyte: str) -> bool:
     return analyte in ("potassium", "magnesium")
 
 
+def perioral_evidence(ctx: Context) -> list[Evidence]:
+    """§7b T1: numbness or tingling whose clause names only the lips or mouth."""
+    return [
+        Evidence(
+            "Perioral tingling",
+            md(p.text),
+            p.when.date().isoformat() if p.when else None,
+            p.reference,
+            "check calcium",
+        )
+        for p in ctx.facts.perioral
+    ]
+
+
 def shown_value(result: LabResult) -> str:
     """§7b P11: the value as the laboratory reported it, with its comparator ("<2.5", "3.0")."""
     return reported(result.reported_value, result.reported_text)

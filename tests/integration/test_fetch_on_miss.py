@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from cds_hooks.cli.demo import hook_request, load_demo
+from cds_hooks.cli.demo import bundle_resources, hook_request, list_demos, load_demo
 from tests.demo_cards import DEMO_CARDS
 
 from .conftest import FhirSandbox, Lipcds
@@ -35,6 +35,14 @@ def patient_view(
         "hook": "patient-view",
         "context": {"userId": "Practitioner/integration-test", "patientId": patient_id},
     }
+    # the demo patient's visit, if it has one (the EHR names it in the context)
+    encounter = next(
+        (r["id"] for r in bundle_resources(load_demo(patient_id))
+         if r.get("resourceType") == "Encounter"),
+        None,
+    ) if patient_id in list_demos() else None
+    if encounter:
+        body["context"]["encounterId"] = encounter
     if fhir_server is not None:
         body["fhirServer"] = fhir_server
     if token:
@@ -172,3 +180,30 @@ def test_unavailable_labs_are_said_and_not_ordered(lipcds: Lipcds, demo_patients
     assert not ordered & LAB_LOINCS, f"labs proposed although they could not be fetched: {ordered}"
     text = " ".join(f"{c['summary']} {c.get('detail', '')}" for c in cards).lower()
     assert re.search(r"could not (be )?retrieve[d]? \**laboratory results", text), text
+
+
+def test_the_visit_and_the_findings_are_fetched_on_miss(
+    lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients
+):
+    """§7b P9/P10: `Encounter/{id}` and `Observation?category=exam,survey` from the server."""
+    sandbox = (fhir_sandbox.base, fhir_sandbox.token)
+    visit = patient_view(demo_patients["visit-reason-twitch"], *sandbox)
+    assert visit["context"]["encounterId"] == "visit-reason-twitch-visit"
+    assert kinds(cards_of(lipcds, call(lipcds, visit))) == {"lifestyle-advice": "info"}
+    exam = patient_view(demo_patients["exam-facial-droop"], *sandbox)
+    red = cards_of(lipcds, call(lipcds, exam))
+    assert kinds(red) == {"neurology-referral-red-flag": "critical"}
+    assert "Facial droop" in red[0]["detail"]
+
+
+def test_a_missing_encounter_degrades_and_is_said(
+    lipcds: Lipcds, fhir_sandbox: FhirSandbox, demo_patients
+):
+    body = patient_view(demo_patients["benign-twitch-normal-labs"], fhir_sandbox.base,
+                        fhir_sandbox.token)
+    body["context"]["encounterId"] = "no-such-visit"
+    cards = cards_of(lipcds, call(lipcds, body))
+    found = kinds(cards)
+    assert found["lifestyle-advice"] == "info"
+    unavailable = next(c for c in cards if c["source"]["topic"]["code"] == "data-unavailable")
+    assert "the reason for this visit" in unavailable["detail"]
