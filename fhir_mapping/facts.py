@@ -91,7 +91,7 @@ def extract_facts(
     medications = MedicationReader(kb, matcher, issues).read(
         _resources(data, ("medRequests",), "MedicationRequest"),
         _resources(data, ("medStatements",), "MedicationStatement"),
-        _resources(data, ("medRequests", "medStatements"), "Medication"),
+        _resources(data, ("medRequests", "medStatements", *_medication_keys(data)), "Medication"),
     )
     age = _age(_resources(data, ("patient",), "Patient"), now, issues)
     return PatientFacts(
@@ -109,6 +109,11 @@ def extract_facts(
         issues=tuple(issues),
         availability=availability,
     )
+
+
+def _medication_keys(data: Mapping[str, KeyData]) -> list[str]:
+    """Keys of Medications read by their reference (§7b P12 fetch-on-miss)."""
+    return [k for k in data if k.startswith("medication:")]
 
 
 def _area_state(data: Mapping[str, KeyData], keys: Iterable[str]) -> DataState:
@@ -485,8 +490,11 @@ class MedicationReader:
             concept, extra_texts, codings = self._medication(resource, by_id)
             route_texts = self._route_texts(resource)
             found = self.matcher.match_concept(concept, extra_texts, route_texts)
-            if not found and codings:
-                found = self.matcher.match_codings(codings)
+            if codings:
+                # §7b P12: a combination product matches each ingredient a class lists
+                named = {m.slug for m in found}
+                found = [*found, *(m for m in self.matcher.match_codings(codings)
+                                   if m.slug not in named)]
             if not found:
                 continue
             problem = validation_problem(rtype, resource)

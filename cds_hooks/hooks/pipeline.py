@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import ValidationError
 
 from cds_hooks.hooks.call import HookCall
-from cds_hooks.hooks.prefetch import resolve_data
+from cds_hooks.hooks.prefetch import fetch_referenced_medications, resolve_data
 from cds_hooks.http.errors import InvalidRequest, UnknownService
 from cds_hooks.http.schemas import CONTEXT_SCHEMAS, HookRequestSchema
 from cds_hooks.sites import site_key
@@ -87,6 +87,7 @@ def run_hook(
     definition = service.definition
     request, context = parse_request(definition, body)
     data = resolve_data(definition, request, request["context"], rt.fetcher)
+    data.update(fetch_referenced_medications(definition, request, data, rt.fetcher))
     site = rt.sites.for_call(issuer, tenant)
     call = HookCall(
         service=definition,

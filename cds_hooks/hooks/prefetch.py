@@ -90,3 +90,49 @@ def resolve_data(
             expression=[f"prefetch.{k}" for k in missing],
         )
     return data
+
+
+MEDICATION_KEY = "medication:"  # data keys of Medications read by their reference
+_MAX_MEDICATION_READS = 20
+_ACTIVE_MEDICATION = {"active", "on-hold", "intended"}
+
+
+def fetch_referenced_medications(
+    service: ServiceDefinition,
+    request: Mapping[str, Any],
+    data: Mapping[str, KeyData],
+    fetcher: Fetcher | None,
+) -> dict[str, KeyData]:
+    """§7b P12: a `medicationReference` that neither a contained resource nor a Medication
+    of the same searchset resolves is read as `Medication/{id}` from the FHIR server.
+
+    Only active records are looked up, at most twenty reads per call; a read that fails
+    leaves the reference unresolved, which the cards say.
+    """
+    if fetcher is None:
+        return {}
+    present = {
+        r.get("id")
+        for key_data in data.values()
+        for r in key_data.resources
+        if r.get("resourceType") == "Medication"
+    }
+    wanted: list[str] = []
+    for key_data in data.values():
+        for resource in key_data.resources:
+            if resource.get("resourceType") not in ("MedicationRequest", "MedicationStatement"):
+                continue
+            if resource.get("status") not in _ACTIVE_MEDICATION:
+                continue
+            reference = resource.get("medicationReference")
+            ref = reference.get("reference") if isinstance(reference, dict) else None
+            if not isinstance(ref, str) or not ref.startswith("Medication/"):
+                continue
+            medication_id = ref.removeprefix("Medication/")
+            if medication_id and "/" not in medication_id and medication_id not in present \
+                    and medication_id not in wanted:
+                wanted.append(medication_id)
+    if not wanted:
+        return {}
+    to_fetch = {f"{MEDICATION_KEY}{m}": f"Medication/{m}" for m in wanted[:_MAX_MEDICATION_READS]}
+    return fetcher(service, request, to_fetch)

@@ -207,3 +207,37 @@ def test_a_missing_encounter_degrades_and_is_said(
     assert found["lifestyle-advice"] == "info"
     unavailable = next(c for c in cards if c["source"]["topic"]["code"] == "data-unavailable")
     assert "the reason for this visit" in unavailable["detail"]
+
+
+def test_a_referenced_medication_is_read_on_miss(lipcds: Lipcds, fhir_sandbox: FhirSandbox):
+    """§7b P12: `medicationReference` to a Medication that no prefetch holds is read by id."""
+    pid = "p12-referenced-medication"
+    subject = {"reference": f"Patient/{pid}"}
+    resources = [
+        {"resourceType": "Patient", "id": pid, "birthDate": "1980-01-01"},
+        {"resourceType": "Condition", "id": f"{pid}-twitch", "subject": subject,
+         "clinicalStatus": {"coding": [{
+             "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+             "code": "active"}]},
+         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "82470000"}],
+                  "text": "Lower lip twitching"}},
+        {"resourceType": "Medication", "id": f"{pid}-med",
+         "code": {"coding": [
+             {"system": "http://hl7.org/fhir/sid/ndc", "code": "0000-0000-00"},
+             {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "312941",
+              "display": "sertraline 50 MG Oral Tablet"}]}},
+        {"resourceType": "MedicationRequest", "id": f"{pid}-mr", "status": "active",
+         "intent": "order", "subject": subject,
+         "medicationReference": {"reference": f"Medication/{pid}-med"}},
+    ]
+    headers = {"Content-Type": "application/fhir+json"}
+    if fhir_sandbox.token:
+        headers["Authorization"] = f"Bearer {fhir_sandbox.token}"
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+        for r in resources]}
+    loaded = requests.post(fhir_sandbox.base, json=transaction, headers=headers, timeout=30)
+    assert loaded.status_code == 200, loaded.text[:500]
+    body = patient_view(pid, fhir_sandbox.base, fhir_sandbox.token)
+    found = kinds(cards_of(lipcds, call(lipcds, body)))
+    assert found.get("medication-side-effect:sertraline") in ("warning", "info"), found

@@ -362,3 +362,40 @@ def test_a_panel_member_missing_from_the_prefetch_is_said(client):
              "hasMember": [{"reference": "Observation/not-here"}]}
     cards = call(client, hook_request(labs=[*normal_labs(), panel]))
     assert "Observation/not-here" in cards[0]["detail"]
+
+
+# -- P12 medications as pharmacies send them ---------------------------------------------------
+
+
+def test_a_combination_product_matches_each_listed_ingredient(client):
+    medication = {
+        "resourceType": "Medication", "id": "combo",
+        "code": {"coding": [{"system": b.RXNORM, "code": "36437"}], "text": "Combination tablet"},
+        "ingredient": [
+            {"itemCodeableConcept": {"coding": [{"system": b.RXNORM, "code": "36437"}]}},
+            {"itemCodeableConcept": {"coding": [{"system": b.RXNORM, "code": "5487"}]}},
+        ],
+    }
+    found = kinds(call(client, hook_request(med_requests=[b.med_request(medication=medication)])))
+    assert "medication-side-effect:sertraline" in found
+    assert "electrolyte-depleting-medication:hydrochlorothiazide" in found
+
+
+def test_a_medication_with_several_codings_matches_by_any(client):
+    coded = b.med_request(code=None, text=None)
+    coded["medicationCodeableConcept"] = {"coding": [
+        {"system": "http://hl7.org/fhir/sid/ndc", "code": "0000-0000-00"},
+        {"system": b.RXNORM, "code": "312941", "display": "sertraline 50 MG Oral Tablet"},
+    ]}
+    assert "medication-side-effect:sertraline" in kinds(call(client, hook_request(
+        med_requests=[coded])))
+
+
+def test_a_medication_of_the_same_searchset_resolves(client):
+    medication = {"resourceType": "Medication", "id": "med-9",
+                  "code": {"coding": [{"system": b.RXNORM, "code": "312941"}]}}
+    request = b.med_request(reference="Medication/med-9")
+    bundle = b.searchset([request])
+    bundle["entry"].append({"resource": medication, "search": {"mode": "include"}})
+    found = kinds(call(client, hook_request(prefetch={"medRequests": bundle})))
+    assert "medication-side-effect:sertraline" in found
