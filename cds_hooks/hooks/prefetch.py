@@ -115,14 +115,15 @@ def fetch_referenced_medications(
         r.get("id")
         for key_data in data.values()
         for r in key_data.resources
-        if r.get("resourceType") == "Medication"
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
     }
     wanted: list[str] = []
     for key_data in data.values():
         for resource in key_data.resources:
             if resource.get("resourceType") not in ("MedicationRequest", "MedicationStatement"):
                 continue
-            if resource.get("status") not in _ACTIVE_MEDICATION:
+            status = resource.get("status")  # raw JSON: any type
+            if not isinstance(status, str) or status not in _ACTIVE_MEDICATION:
                 continue
             reference = resource.get("medicationReference")
             ref = reference.get("reference") if isinstance(reference, dict) else None

@@ -399,3 +399,50 @@ def test_a_medication_of_the_same_searchset_resolves(client):
     bundle["entry"].append({"resource": medication, "search": {"mode": "include"}})
     found = kinds(call(client, hook_request(prefetch={"medRequests": bundle})))
     assert "medication-side-effect:sertraline" in found
+
+
+# -- malformed new inputs never answer 500 ----------------------------------------------------
+
+_ODD = [None, "", "x", 0, -1, 1e308, True, [], {}, [None], {"a": None}, "2031-13-45", "<", ["<"]]
+
+
+def _places(node, depth=0):
+    if depth > 8:
+        return
+    if isinstance(node, dict):
+        for key in list(node):
+            yield node, key
+            yield from _places(node[key], depth + 1)
+    elif isinstance(node, list):
+        for index in range(len(node)):
+            yield node, index
+            yield from _places(node[index], depth + 1)
+
+
+def test_mutated_visits_findings_and_lab_values_never_answer_500(client):
+    import copy
+    import random
+
+    panel = observation("potassium", 3.0, "mmol/L")
+    panel["component"] = [{"code": b.concept(LOINC, "2823-3"), "valueQuantity": quantity(2.5, "<")}]
+    panel["hasMember"] = [{"reference": "Observation/x"}]
+    base = hook_request(
+        [complaint(note="No facial droop; tingling around the mouth")],
+        [*normal_labs(skip=("potassium",)), panel, potassium(valueString="<2.5 mmol/L")],
+        [b.med_request(reference="Medication/m1")],
+        findings=[exam(DROOP, valueBoolean=True),
+                  exam(b.concept(text="Facial droop"), valueString="none",
+                       interpretation=[b.concept(text="x")])],
+        encounter=encounter("Twitching of the upper lip"),
+    )
+    rng = random.Random(20261201)
+    for _ in range(250):
+        request = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 4)):
+            parent, key = rng.choice(list(_places(request["prefetch"])))
+            if rng.random() < 0.25 and isinstance(parent, dict):
+                del parent[key]
+            else:
+                parent[key] = copy.deepcopy(rng.choice(_ODD))
+        response = client.post(f"/cds-services/{b.SERVICE}", json=request)
+        assert response.status_code in (200, 400, 412), response.get_data(as_text=True)

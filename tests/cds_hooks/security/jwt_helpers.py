@@ -105,7 +105,7 @@ def hook_body(access_token: str | None = None) -> dict[str, Any]:
     """A patient-view request with an empty (but complete) prefetch."""
     prefetch: dict[str, Any] = {
         key: {"resourceType": "Bundle", "type": "searchset", "entry": []}
-        for key in ("conditions", "labs", "medRequests", "medStatements")
+        for key in ("conditions", "labs", "medRequests", "medStatements", "findings")
     }
     prefetch["patient"] = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"}
     body: dict[str, Any] = {
