@@ -70,8 +70,8 @@ def test_a_negation_does_not_reach_past_but(client):
     cards = call(client, hook_request([complaint(note=note)]))
     red = card(cards, R9)
     assert red["indicator"] == "critical"
-    assert "**Slurred speech or dysarthria**" in red["detail"]
-    assert "**Difficulty swallowing**" not in red["detail"]
+    assert "- Slurred speech or dysarthria:" in red["detail"]
+    assert "- Difficulty swallowing:" not in red["detail"]
 
 
 @pytest.mark.parametrize(
@@ -250,7 +250,8 @@ def test_exam_text_is_read_with_negation(client):
                  valueString="Right facial droop. No dysarthria")
     red = card(call(client, hook_request(findings=[words])), R9)
     assert red["indicator"] == "critical"
-    assert "**Slurred speech or dysarthria**" not in red["detail"]
+    assert "- Facial weakness or droop:" in red["detail"]
+    assert "- Slurred speech or dysarthria:" not in red["detail"]
     none = exam(b.concept(text="Facial droop"), valueString="none")
     assert R9 not in kinds(call(client, hook_request(findings=[none])))
 

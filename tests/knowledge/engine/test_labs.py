@@ -70,7 +70,7 @@ def test_a_childs_calcium_without_a_range_is_not_judged_and_said_once(packaged_k
     assert context.calcium(limits) is None
     notes = [i.message for i in context.issues]
     assert notes == [
-        "Calcium 8 mg/dL on 2 Jul 2031 was not judged: the patient is under 18 and the lab "
+        "Calcium 8.0 mg/dL on 2 Jul 2031 was not judged: the patient is under 18 and the lab "
         "gave no reference range."
     ]
     policy = {"adult_age_years": 16}
