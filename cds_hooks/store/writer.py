@@ -49,7 +49,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,7 @@ class RecordWriter:
         batch_budget: float = 10.0,
         adopt_interval: float = 30.0,
         shutdown_timeout: float = 5.0,
+        on_pending: Callable[[int], None] | None = None,
     ):
         if max_pending < 1 or batch_size < 1:
             raise ValueError("max_pending and batch_size must be at least 1")
@@ -146,6 +147,7 @@ class RecordWriter:
         self.batch_budget = batch_budget
         self.adopt_interval = adopt_interval
         self.shutdown_timeout = shutdown_timeout
+        self.on_pending = on_pending  # told the new count whenever it changes (a gauge)
         self.stats = WriterStats()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -204,6 +206,7 @@ class RecordWriter:
                 segment.first_at = time.monotonic()
             segment.records.append(record)
             self._pending += 1
+            self._report_pending()
             self._own_submitted += 1
             self.stats.submitted += 1
             if segment.waiting >= self.batch_size:
@@ -369,6 +372,7 @@ class RecordWriter:
             with self._lock:
                 self._draining.append(segment)
                 self._pending += segment.waiting
+                self._report_pending()
                 self.stats.adopted += segment.waiting
             log.info("adopted %d waiting records from %s", segment.waiting, name)
 
@@ -580,6 +584,7 @@ class RecordWriter:
         with self._lock:
             segment.done += count
             self._pending -= count
+            self._report_pending()
             if written:
                 self.stats.written += count
                 self.stats.batches += 1
@@ -595,6 +600,12 @@ class RecordWriter:
             if segment.waiting == 0 and self._draining and self._draining[0] is segment:
                 self._retire(self._draining.popleft())
             self._wake.notify_all()
+
+    def _report_pending(self) -> None:
+        """With the lock held: tell the gauge; a failing gauge never stops the writer."""
+        if self.on_pending is not None:
+            with contextlib.suppress(Exception):
+                self.on_pending(self._pending)
 
     def _retire(self, segment: _Segment) -> None:
         """With the lock held: a fully written segment's file goes."""
@@ -736,3 +747,34 @@ def build_writer(store: Store, spool_base: str | None = None, **options: Any) ->
     """The writer for `store`, spooling beside it (see `spool_directory`)."""
     url = store.engine.url.render_as_string(hide_password=False)
     return RecordWriter(store, spool_directory(url, spool_base), **options)
+
+
+class ShownCardsWithWaiting:
+    """What order-select showed in an encounter: the store's answer plus the records still
+    waiting to be written (in this process or another's spool), so a card shown moments
+    ago is not shown again at order-sign.
+
+    When the store cannot answer, the error propagates and the caller shows the cards
+    again: the waiting records alone would miss what was written before the outage.
+    """
+
+    def __init__(self, store: Store, writer: RecordWriter):
+        self.store = store
+        self.writer = writer
+
+    def shown_at_order_select(
+        self, *, encounter_id: str, issuer: str | None = None, tenant: str | None = None
+    ) -> set[tuple[str | None, str]]:
+        shown = self.store.shown_at_order_select(
+            encounter_id=encounter_id, issuer=issuer, tenant=tenant
+        )
+        for record in self.writer.waiting_records():
+            if (
+                record.hook == "order-select"
+                and record.encounter_id == encounter_id
+                and not record.shadow
+                and record.issuer == issuer
+                and record.tenant == tenant
+            ):
+                shown.update((card.concerns, card.card_kind) for card in record.cards)
+        return shown

@@ -30,12 +30,14 @@ from tests.support.tcp_proxy import TcpProxy
 SERVICE = "lip-twitch-patient-view"
 
 
-def a_record(cards: int = 1, **overrides) -> CardRecord:
+def a_record(cards: int | list = 1, **overrides) -> CardRecord:
+    if isinstance(cards, int):
+        cards = [make_card(f"kind-{i}", f"R{i}") for i in range(cards)]
     values = {
         "service_id": SERVICE,
         "hook": "patient-view",
         "hook_instance": str(uuid.uuid4()),
-        "cards": [make_card(f"kind-{i}", f"R{i}") for i in range(cards)],
+        "cards": cards,
         "issued_at": datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
         "patient_hash": "0" * 64,
     }
@@ -275,3 +277,33 @@ def test_spool_files_are_private(store, writers, tmp_path):
     writer.submit(a_record())
     (segment,) = segments(tmp_path / "spool")
     assert os.stat(segment).st_mode & 0o077 == 0
+
+
+def test_the_pending_count_is_reported_as_it_changes(store, writers, tmp_path):
+    seen: list[int] = []
+    writer = writers(
+        store, tmp_path / "spool", flush_interval=3600, batch_size=1000, on_pending=seen.append
+    )
+    writer.submit(a_record())
+    writer.submit(a_record())
+    assert seen == [1, 2]
+    assert writer.flush(timeout=20)
+    assert seen[-1] == 0 and writer.pending == 0
+
+
+def test_order_select_cards_still_waiting_count_as_shown(store, writers, tmp_path):
+    from cds_hooks.store.writer import ShownCardsWithWaiting
+
+    spool = tmp_path / "spool"
+    other = writers(store, spool, flush_interval=3600, batch_size=1000)  # another worker
+    mine = writers(store, spool, flush_interval=3600, batch_size=1000)
+    card = make_card("hypokalemia-workup", "R3")
+    card["extension"]["org.lipcds.evidence"]["concerns"] = "MedicationRequest/1"
+    shadow_card = make_card("shadow-kind", "R4")
+    other.submit(a_record(hook="order-select", cards=[card], encounter_id="enc-1"))
+    mine.submit(
+        a_record(hook="order-select", cards=[shadow_card], encounter_id="enc-1", shadow=True)
+    )
+    mine.submit(a_record(hook="order-select", cards=[make_card()], encounter_id="enc-2"))
+    shown = ShownCardsWithWaiting(store, mine).shown_at_order_select(encounter_id="enc-1")
+    assert shown == {("MedicationRequest/1", "hypokalemia-workup")}
