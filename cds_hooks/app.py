@@ -30,7 +30,7 @@ from cds_hooks.runtime import Runtime, attach
 from cds_hooks.security.auth import build_verifier, install_auth
 from cds_hooks.sites import SiteRegistry, load_site_policies
 from cds_hooks.store.pseudonym import load_patient_key
-from cds_hooks.store.recording import CardRecorder, open_store
+from cds_hooks.store.recording import CardRecorder, open_store, open_writer
 from cds_hooks.ui.wiring import install_ui
 from fhir_mapping.cards import check_order_templates
 from knowledge import load_knowledge_base
@@ -57,6 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     fetcher = gate.outside(make_fetcher(settings, count_fetches=metrics.fhir_fetch))
     patient_key = load_patient_key(settings)
     store = open_store(settings)
+    writer = open_writer(settings, store)
     verifier, replay_guard = build_verifier(settings, store.engine)
     rt = Runtime(
         settings=settings,
@@ -68,7 +69,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         fetcher=fetcher,
         verifier=verifier,
         replay_guard=replay_guard,
-        listeners=[CardRecorder(store, patient_key)],
+        writer=writer,
+        listeners=[CardRecorder(writer, patient_key)],
         gate=gate,
     )
 

@@ -61,6 +61,13 @@ class Settings:
     database_url: str = field(default_factory=default_database_url)
     patient_id_key: str | None = None  # HMAC key for patient-id hashes
     site_policy_file: str | None = None
+    db_connect_timeout: float = 2.0  # seconds to open a connection
+    db_statement_timeout: float = 1.5  # PostgreSQL statement_timeout
+    db_operation_timeout: float = 2.0  # one use of a connection, measured by us
+    db_busy_timeout: float = 2.0  # SQLite: wait for another process's write lock
+    spool_dir: str | None = None  # card records waiting for the database
+    store_max_pending: int = 50_000  # records waiting per worker before new ones are refused
+    replay_fallback: str = "local"  # "local" | "refuse" while the shared jti seen-set is away
 
     # -- authentication of the EHR (CDS Hooks security) --------------------------------
     auth_mode: str = "jwt"  # "jwt" | "disabled" (development only, logged loudly)
@@ -204,6 +211,25 @@ class _SettingsSchema(Schema):
     ui_credential = fields.String(
         allow_none=True, validate=validate.Length(min=16, error="must be at least 16 characters")
     )
+    db_connect_timeout = fields.Float(validate=_POSITIVE)
+    db_statement_timeout = fields.Float(validate=_POSITIVE)
+    db_operation_timeout = fields.Float(validate=_POSITIVE)
+    db_busy_timeout = fields.Float(validate=_POSITIVE)
+    store_max_pending = fields.Integer(validate=validate.Range(min=1, error="must be at least 1"))
+    replay_fallback = fields.String(
+        validate=validate.OneOf(
+            ("local", "refuse"), error="must be 'local' or 'refuse', not {input!r}"
+        )
+    )
+
+    @validates_schema
+    def _database_bounds(self, data: dict[str, Any], **kwargs: Any) -> None:
+        operation, statement = data.get("db_operation_timeout"), data.get("db_statement_timeout")
+        if operation is not None and statement is not None and operation < statement:
+            # The server should cancel a slow statement before we cut its connection.
+            raise ValidationError(
+                "must be at least LIPCDS_DB_STATEMENT_TIMEOUT", "db_operation_timeout"
+            )
 
     @validates_schema
     def _production(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from cds_hooks.config import Settings
-from cds_hooks.hooks.call import ResultListener
+from cds_hooks.hooks.call import ResultListener, ShownCards
 from cds_hooks.hooks.gate import CpuGate
 from cds_hooks.hooks.prefetch import Fetcher
 from cds_hooks.hooks.registry import ServiceRegistry
@@ -16,6 +16,7 @@ from cds_hooks.security.auth import TokenVerifier
 from cds_hooks.security.replay import ReplayGuard
 from cds_hooks.sites import SiteRegistry
 from cds_hooks.store import Store
+from cds_hooks.store.writer import RecordWriter, ShownCardsWithWaiting
 from knowledge import KnowledgeBase
 from knowledge.policy import Policy
 
@@ -35,8 +36,15 @@ class Runtime:
     fetcher: Fetcher | None = None  # fetch-on-miss from allow-listed FHIR servers
     verifier: TokenVerifier | None = None  # None when authentication is disabled
     replay_guard: ReplayGuard | None = None
+    writer: RecordWriter | None = None  # card records on their way to the store
     listeners: list[ResultListener] = field(default_factory=list)
     gate: CpuGate = field(default_factory=CpuGate)  # one hook computation at a time
+
+    def shown_cards(self) -> ShownCards | None:
+        """What order-select showed: the store, and the records still waiting for it."""
+        if self.store is None or self.writer is None:
+            return self.store
+        return ShownCardsWithWaiting(self.store, self.writer)
 
     def engines(self) -> list[Engine]:
         """The database engines this runtime holds (the store's, the replay guard's)."""

@@ -48,3 +48,13 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _write_waiting_card_records():
+    """After each test, the card records its apps issued are written (or left in their
+    spool), so they cannot reach the next test's tables."""
+    yield
+    from cds_hooks.store.writer import close_all
+
+    close_all(timeout=5)

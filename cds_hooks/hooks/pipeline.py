@@ -100,7 +100,7 @@ def run_hook(
         fhir_server=request.get("fhir_server"),
         tenant=tenant,
         issuer=issuer,
-        shown_cards=rt.store,
+        shown_cards=rt.shown_cards(),
     )
     result = service.handler(call)
     if rule_pages:

@@ -546,7 +546,9 @@ def build_verifier(
     )
     replay_guard = None
     if issuers:
-        replay_guard = build_replay_guard(settings.redis_url, store_engine, settings.clock)
+        replay_guard = build_replay_guard(
+            settings.redis_url, store_engine, settings.clock, settings.replay_fallback
+        )
         log.info(
             "JWT authentication: %d trusted issuer(s) %s; jti replay store: %s",
             len(issuers),

@@ -6,8 +6,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from cds_hooks.config import ConfigError, Settings
+from cds_hooks.store.engine import EngineLimits
 from cds_hooks.store.pseudonym import hash_patient_id
-from cds_hooks.store.store import Store, StoreUnavailable
+from cds_hooks.store.store import CardRecord, Store
+from cds_hooks.store.writer import RecordWriter, build_writer
 
 if TYPE_CHECKING:
     from cds_hooks.hooks.call import HookCall, HookResult
@@ -16,14 +18,15 @@ log = logging.getLogger("lipcds.store")
 
 
 class CardRecorder:
-    """A result listener: records the cards of each response, never blocks it.
+    """A result listener: hands the record of each response to the writer, never waits.
 
-    The record serves governance; the cards serve the clinician. When the database
-    cannot take the record, the response still goes out and the loss is logged.
+    The record serves governance; the cards serve the clinician. The writer keeps the
+    record until the database has it (see `cds_hooks.store.writer`); the response goes
+    out at once whatever the database is doing.
     """
 
-    def __init__(self, store: Store, patient_key: bytes):
-        self.store = store
+    def __init__(self, writer: RecordWriter, patient_key: bytes):
+        self.writer = writer
         self.patient_key = patient_key
 
     def __call__(self, call: HookCall, result: HookResult) -> None:
@@ -31,7 +34,7 @@ class CardRecorder:
             return
         patient_id = call.context.get("patient_id")
         try:
-            self.store.record_result(
+            record = CardRecord.of_response(
                 service_id=call.service.id,
                 hook=call.service.hook,
                 hook_instance=call.hook_instance,
@@ -43,13 +46,7 @@ class CardRecorder:
                 shadow=call.site.shadow,
                 encounter_id=call.context.get("encounter_id"),
             )
-        except StoreUnavailable as exc:
-            log.error(
-                "could not record %d cards for hookInstance %s: %s",
-                len(result.cards),
-                call.hook_instance,
-                exc,
-            )
+            self.writer.submit(record)  # a refusal is counted and logged by the writer
         except Exception:
             log.exception(
                 "could not record %d cards for hookInstance %s",
@@ -58,14 +55,24 @@ class CardRecorder:
             )
 
 
+def engine_limits(settings: Settings) -> EngineLimits:
+    return EngineLimits(
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+        operation_timeout=settings.db_operation_timeout,
+        busy_timeout=settings.db_busy_timeout,
+    )
+
+
 def open_store(settings: Settings) -> Store:
-    """Open the store and prepare its schema.
+    """Open the store and prepare its schema; never waits long for the database.
 
     SQLite (the embedded default) is migrated to the latest schema here. Any other
     database is migrated by `lipcds db upgrade` before deployment; start-up only checks
-    it and logs when it is behind or unreachable, because hook calls work without it.
+    it and logs when it is behind or unreachable: hook calls work without it, and the
+    card records wait in the spool until it is back.
     """
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, limits=engine_limits(settings))
     if store.dialect == "sqlite":
         try:
             store.upgrade()
@@ -77,12 +84,29 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
+def open_writer(settings: Settings, store: Store) -> RecordWriter:
+    """The card-record writer of this process, spooling under LIPCDS_SPOOL_DIR."""
+    try:
+        writer = build_writer(store, settings.spool_dir, max_pending=settings.store_max_pending)
+    except OSError as exc:
+        raise ConfigError(
+            f"LIPCDS_SPOOL_DIR: cannot use {settings.spool_dir or 'the default spool'}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    writer.start()
+    log.info("card records spool: %s", writer.spool_dir or "memory only")
+    return writer
+
+
 def _check_schema(store: Store) -> None:
     try:
         current = store.schema_is_current()
     except Exception as exc:
         log.error(
-            "store %s unreachable at start-up (%s); cards will not be recorded", store.url, exc
+            "store %s unreachable at start-up (%s); card records wait in the spool until it "
+            "is back",
+            store.url,
+            str(exc).splitlines()[0][:200],
         )
         return
     if not current:

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 from cds_hooks.store.store import CardRecord, RecordRejected, Store, StoreUnavailable
 
@@ -129,7 +130,7 @@ class RecordWriter:
         batch_size: int = 200,
         flush_interval: float = 0.2,
         retry_initial: float = 0.5,
-        retry_max: float = 30.0,
+        retry_max: float = 5.0,
         batch_budget: float = 10.0,
         adopt_interval: float = 30.0,
         shutdown_timeout: float = 5.0,
@@ -308,6 +309,10 @@ class RecordWriter:
             self._current = None
             self._draining.clear()
             self._wake.notify_all()
+        if not isinstance(self.store.engine.pool, StaticPool):
+            # Let go of the connections the last writes opened (an in-memory SQLite
+            # database lives in its one connection: that one stays).
+            self.store.engine.dispose()
         if left:
             where = f"in {self.spool_dir}" if self.spool_dir else "in memory only: lost"
             log.warning("record writer stopped with %d records not yet written (%s)", left, where)

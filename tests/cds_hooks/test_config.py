@@ -54,8 +54,11 @@ def test_environment_values_are_parsed_by_type():
 
 @pytest.mark.parametrize(
     ("name", "raw"),
-    [("LIPCDS_FHIR_MAX_PAGES", "many"), ("LIPCDS_DISCOVERY_REQUIRES_AUTH", "maybe"),
-     ("LIPCDS_THRESHOLD_OVERRIDES", "[1]")],
+    [
+        ("LIPCDS_FHIR_MAX_PAGES", "many"),
+        ("LIPCDS_DISCOVERY_REQUIRES_AUTH", "maybe"),
+        ("LIPCDS_THRESHOLD_OVERRIDES", "[1]"),
+    ],
 )
 def test_malformed_environment_values_name_the_variable(name, raw):
     with pytest.raises(ConfigError, match=name):
@@ -65,3 +68,18 @@ def test_malformed_environment_values_name_the_variable(name, raw):
 def test_unknown_override_is_refused():
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings({"no_such_setting": 1}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"db_connect_timeout": 0}, "LIPCDS_DB_CONNECT_TIMEOUT"),
+        ({"db_statement_timeout": -1}, "LIPCDS_DB_STATEMENT_TIMEOUT"),
+        ({"db_operation_timeout": 1.0, "db_statement_timeout": 1.5}, "LIPCDS_DB_OPERATION_TIMEOUT"),
+        ({"store_max_pending": 0}, "LIPCDS_STORE_MAX_PENDING"),
+        ({"replay_fallback": "ignore"}, "LIPCDS_REPLAY_FALLBACK"),
+    ],
+)
+def test_database_fault_settings_are_checked(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings({"env": "test", **overrides}, environ={})

@@ -13,10 +13,11 @@ from sqlalchemy.engine import make_url
 
 from cds_hooks.security.replay import (
     DatabaseReplayGuard,
+    FallbackReplayGuard,
+    LocalReplayGuard,
     RedisReplayGuard,
     ReplayGuardUnavailable,
 )
-from cds_hooks.security.replay_fallback import FallbackReplayGuard, LocalReplayGuard
 from cds_hooks.store import Store
 from tests.cds_hooks.jwt_helpers import require_server
 from tests.support.tcp_proxy import TcpProxy

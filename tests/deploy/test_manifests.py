@@ -183,6 +183,13 @@ def test_deployment_runs_unprivileged_on_a_read_only_filesystem():
     assert "/tmp" in mounts  # noqa: S108 - temporary files; the rest is read-only
 
 
+def test_the_card_record_spool_is_a_writable_volume():
+    spool = k8s("ConfigMap", "lipcds-config")["data"]["LIPCDS_SPOOL_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment_pod()["volumes"]}
+    assert spool in mounts and "emptyDir" in volumes[mounts[spool]]
+
+
 def test_deployment_user_is_the_image_user():
     (user,) = dockerfile("USER")
     uid, _, gid = user.partition(":")

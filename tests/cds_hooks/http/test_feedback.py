@@ -82,7 +82,8 @@ def override(card, *, when=WHEN, reason=None) -> dict[str, Any]:
     }
 
 
-def test_hook_responses_are_recorded_with_a_keyed_patient_hash(client, cards, store):
+def test_hook_responses_are_recorded_with_a_keyed_patient_hash(app, client, cards, store):
+    assert app.extensions["lipcds"].writer.flush(timeout=20)
     assert count_rows(store, "issued_card") == len(cards) >= 2
     with store.engine.connect() as connection:
         hashes = {
@@ -248,20 +249,21 @@ def test_a_suggestion_not_on_the_card_is_422(client, cards):
 
 
 def test_with_the_database_down_feedback_is_503_and_hooks_still_answer(caplog, tmp_path):
-    app = make_app("postgresql+psycopg://postgres@127.0.0.1:1/lipcds")
+    app = make_app("postgresql+psycopg://postgres@127.0.0.1:1/lipcds", spool_dir=str(tmp_path))
     client = app.test_client()
-    store = app.extensions["lipcds"].store
+    rt = app.extensions["lipcds"]
+    store = rt.store
     store.cooldown_seconds = 0  # try the database on every call in this test
     with caplog.at_level(logging.ERROR, logger="lipcds"):
         hook = client.post(
             f"/cds-services/{SERVICE}",
             json=hook_request(load_demo("low-potassium-meq"), hook_instance="hi-down"),
         )
-    assert hook.status_code == 200
-    assert hook.json["cards"]
-    assert (
-        f"could not record {len(hook.json['cards'])} cards for hookInstance hi-down" in caplog.text
-    )
+        assert hook.status_code == 200
+        assert hook.json["cards"]
+        assert not rt.writer.flush(timeout=1)
+    assert rt.writer.pending == 1  # waits for the database, on disk
+    assert "card records not written" in caplog.text and "are retried" in caplog.text
     response = client.post(FEEDBACK_URL, json={"feedback": [override(hook.json["cards"][0])]})
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) >= 1
@@ -298,6 +300,7 @@ def test_shadow_mode_records_the_cards_but_returns_none(store, database_url, tmp
         )
     assert shadowed == {"cards": []}
     assert live["cards"]
+    assert rt.writer.flush(timeout=20)
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT shadow, issuer, tenant FROM issued_card").all()
     assert {(bool(r[0]), r[1], r[2]) for r in rows} == {
@@ -337,3 +340,38 @@ def test_feedback_counts_only_for_the_site_the_card_was_issued_to(store, databas
     assert response.status_code == 422
     assert count_rows(store, "feedback") == 0
     rt.store.dispose()
+
+
+def test_feedback_on_a_card_whose_record_still_waits_is_recorded(store, database_url):
+    app = make_app(database_url)
+    rt = app.extensions["lipcds"]
+    rt.writer.flush_interval = 3600  # the writer thread will not write it on its own
+    client = app.test_client()
+    hook = client.post(
+        f"/cds-services/{SERVICE}", json=hook_request(load_demo("low-potassium-meq"))
+    )
+    assert hook.status_code == 200
+    assert count_rows(store, "issued_card") == 0  # still waiting
+    response = client.post(FEEDBACK_URL, json={"feedback": [override(hook.json["cards"][0])]})
+    assert response.status_code == 200, response.json
+    assert response.json["recorded"] == 1
+    assert count_rows(store, "issued_card") == len(hook.json["cards"])
+    rt.store.dispose()
+
+
+def test_feedback_on_a_card_another_worker_has_not_written_yet_is_recorded(
+    store, database_url, tmp_path
+):
+    spool = str(tmp_path / "spool")
+    first, second = make_app(database_url, spool_dir=spool), make_app(database_url, spool_dir=spool)
+    first.extensions["lipcds"].writer.flush_interval = 3600
+    hook = first.test_client().post(
+        f"/cds-services/{SERVICE}", json=hook_request(load_demo("low-potassium-meq"))
+    )
+    response = second.test_client().post(
+        FEEDBACK_URL, json={"feedback": [override(hook.json["cards"][0])]}
+    )
+    assert response.status_code == 200, response.json
+    assert count_rows(store, "feedback") == 1
+    for app in (first, second):
+        app.extensions["lipcds"].store.dispose()
