@@ -54,11 +54,8 @@ def test_environment_values_are_parsed_by_type():
 
 @pytest.mark.parametrize(
     ("name", "raw"),
-    [
-        ("LIPCDS_FHIR_MAX_PAGES", "many"),
-        ("LIPCDS_DISCOVERY_REQUIRES_AUTH", "maybe"),
-        ("LIPCDS_THRESHOLD_OVERRIDES", "[1]"),
-    ],
+    [("LIPCDS_FHIR_MAX_PAGES", "many"), ("LIPCDS_DISCOVERY_REQUIRES_AUTH", "maybe"),
+     ("LIPCDS_THRESHOLD_OVERRIDES", "[1]")],
 )
 def test_malformed_environment_values_name_the_variable(name, raw):
     with pytest.raises(ConfigError, match=name):

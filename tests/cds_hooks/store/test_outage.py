@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from cds_hooks.cli.demo import hook_request, load_demo
 from cds_hooks.store import Store
-from tests.cds_hooks.jwt_helpers import ISS, FakeEhr
+from tests.cds_hooks.security.jwt_helpers import ISS, FakeEhr
 from tests.support.jwks_server import JwksServer
 from tests.support.tcp_proxy import TcpProxy
 

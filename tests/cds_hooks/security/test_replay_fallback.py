@@ -19,7 +19,7 @@ from cds_hooks.security.replay import (
     ReplayGuardUnavailable,
 )
 from cds_hooks.store import Store
-from tests.cds_hooks.jwt_helpers import require_server
+from tests.cds_hooks.security.jwt_helpers import require_server
 from tests.support.tcp_proxy import TcpProxy
 
 ISS = "https://ehr.example.org"
