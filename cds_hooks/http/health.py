@@ -28,7 +28,8 @@ def liveness() -> ResponseReturnValue:
 
 @health.get("/readyz")
 def readiness() -> ResponseReturnValue:
-    """Ready for hook calls: knowledge base loaded, and the store answers if one is installed."""
+    """Ready for hook calls: knowledge base loaded, and the store and the replay guard's
+    shared seen-set answer if they are installed. Each check is bounded (about 2 s)."""
     rt = runtime(current_app)
     checks: dict[str, str] = {}
     checks["knowledge_base"] = "ok" if rt.kb is not None and rt.kb.services else "not loaded"
@@ -41,6 +42,17 @@ def readiness() -> ResponseReturnValue:
             # The reason (host, port) goes to the log, not to an unauthenticated caller.
             log.warning("readiness: store unreachable: %s", exc)
             checks["store"] = "unreachable"
+    guard = rt.replay_guard
+    if guard is not None:
+        if store is not None and getattr(guard, "engine", None) is store.engine:
+            checks["replay_guard"] = checks["store"]  # the same database: asked once
+        else:
+            try:
+                guard.check()
+                checks["replay_guard"] = "ok"
+            except Exception as exc:  # ReplayGuardUnavailable (Redis away), or a driver error
+                log.warning("readiness: replay guard unreachable: %s", exc)
+                checks["replay_guard"] = "unreachable"
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return jsonify(body), 200 if ready else 503, _NO_CACHE

@@ -39,6 +39,10 @@ class ReplayGuard(Protocol):
         """Record (issuer, jti) until `expires_at`; True if it was not seen before."""
         ...
 
+    def check(self) -> None:
+        """Raise ReplayGuardUnavailable unless the seen-set answers (readiness)."""
+        ...
+
 
 def replay_key(issuer: str, jti: str) -> str:
     # The separator keeps ("ab", "c") and ("a", "bc") apart.

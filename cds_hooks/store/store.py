@@ -448,7 +448,10 @@ class Store:
                 latest.c.user_comment.is_not(None),
             )
         )
-        with self._transaction() as connection:
+        # A report over a long period may take longer than a request's bounds allow.
+        with self._transaction(unbounded=True) as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             rows = {
                 (r[0], r[1]): ReportRow(r[0], r[1], *(int(n or 0) for n in r[2:]))
                 for r in connection.execute(totals)

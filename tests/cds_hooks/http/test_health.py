@@ -102,3 +102,45 @@ def test_probes_answer_head_and_refuse_post(app):
     client = app.test_client()
     assert client.head("/healthz").status_code == 200
     assert client.post("/healthz").status_code == 405
+
+
+def test_readiness_fails_while_the_replay_guards_redis_is_away(tmp_path):
+    from tests.cds_hooks.security.jwt_helpers import require_server, trusted_issuer_config
+    from tests.support.tcp_proxy import TcpProxy
+
+    require_server("Redis", 6379)
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        app = make_app(
+            f"sqlite:///{tmp_path / 'health.db'}",
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+            trusted_issuers=trusted_issuer_config(),
+        )
+        client = app.test_client()
+        try:
+            assert client.get("/readyz").status_code == 200
+            proxy.refuse()
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert response.get_json()["checks"] == {
+                "knowledge_base": "ok",
+                "store": "ok",
+                "replay_guard": "unreachable",
+            }
+            assert str(proxy.port) not in response.get_data(as_text=True)
+            proxy.pass_()
+            assert client.get("/readyz").status_code == 200
+        finally:
+            runtime(app).store.dispose()
+            runtime(app).replay_guard._client.close()
+
+
+def test_readiness_asks_the_database_once_for_store_and_replay_guard(tmp_path):
+    from tests.cds_hooks.security.jwt_helpers import trusted_issuer_config
+
+    app = make_app(f"sqlite:///{tmp_path / 'health.db'}", trusted_issuers=trusted_issuer_config())
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        runtime(app).store.dispose()
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["replay_guard"] == "ok"
