@@ -28,6 +28,7 @@ from cds_hooks.ops.observe import install_observation
 from cds_hooks.ops.openapi import install_openapi
 from cds_hooks.runtime import Runtime, attach
 from cds_hooks.security.auth import build_verifier, install_auth
+from cds_hooks.security.replay import FallbackReplayGuard
 from cds_hooks.sites import SiteRegistry, load_site_policies
 from cds_hooks.store.pseudonym import load_patient_key
 from cds_hooks.store.recording import CardRecorder, open_store, open_writer
@@ -57,8 +58,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     fetcher = gate.outside(make_fetcher(settings, count_fetches=metrics.fhir_fetch))
     patient_key = load_patient_key(settings)
     store = open_store(settings)
-    writer = open_writer(settings, store)
+    writer = open_writer(
+        settings,
+        store,
+        on_pending=metrics.set_store_pending,
+        on_event=metrics.store_record_event,
+    )
     verifier, replay_guard = build_verifier(settings, store.engine)
+    if isinstance(replay_guard, FallbackReplayGuard):
+        replay_guard.on_event = metrics.replay_fallback_event
     rt = Runtime(
         settings=settings,
         kb=kb,

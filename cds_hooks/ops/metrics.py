@@ -234,6 +234,22 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",  # a dead worker's queue is no longer pending here
         )
+        self.store_records = Counter(
+            "lipcds_store_records",
+            "Records of issued cards by what became of them: written; failures (a batch the "
+            "database did not take, retried); rejected (values it refuses, kept aside); "
+            "refused (queue full); adopted (from an ended worker's spool); spool_errors.",
+            ("event",),
+            registry=r,
+        )
+        self.replay_fallback = Counter(
+            "lipcds_replay_fallback",
+            "The replay guard while its shared seen-set is away: outages; local_claims (jti "
+            "checked by one worker only); refused (LIPCDS_REPLAY_FALLBACK=refuse); "
+            "late_replays (found after the outage).",
+            ("event",),
+            registry=r,
+        )
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -274,6 +290,12 @@ class Metrics:
         if count > 0:
             label = outcome if outcome in FEEDBACK_OUTCOMES else OTHER
             self.feedback_items.labels(label).inc(count)
+
+    def store_record_event(self, event: str, count: int = 1) -> None:
+        self.store_records.labels(event).inc(count)
+
+    def replay_fallback_event(self, event: str, count: int = 1) -> None:
+        self.replay_fallback.labels(event).inc(count)
 
     def set_store_pending(self, count: int) -> None:
         """The number of records this process has not yet written (the writer calls it)."""

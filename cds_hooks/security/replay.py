@@ -252,6 +252,7 @@ class FallbackReplayGuard:
         *,
         mode: str = "local",
         retry_seconds: float = 5.0,
+        on_event: Callable[[str, int], None] | None = None,
     ):
         if mode not in FALLBACK_MODES:
             raise ValueError(f"mode must be one of {FALLBACK_MODES}, not {mode!r}")
@@ -260,6 +261,7 @@ class FallbackReplayGuard:
         self.retry_seconds = retry_seconds
         self.local = LocalReplayGuard(clock)
         self.stats = FallbackStats()
+        self.on_event = on_event  # told (name of a FallbackStats counter, increment)
         self._clock = clock
         self._lock = threading.Lock()
         self._down_until = 0.0
@@ -302,6 +304,14 @@ class FallbackReplayGuard:
 
     # -- internals --------------------------------------------------------------------
 
+    def _count(self, name: str, increment: int) -> None:
+        setattr(self.stats, name, getattr(self.stats, name) + increment)
+        if self.on_event is not None and increment:
+            try:
+                self.on_event(name, increment)
+            except Exception:  # a metric never fails a call
+                log.debug("replay guard metric %s not counted", name)
+
     def _may_try_shared(self) -> bool:
         """True for the caller that may try the shared guard now (one at a time while it is
         thought away, so calls do not queue behind a frozen server)."""
@@ -316,11 +326,11 @@ class FallbackReplayGuard:
     def _claim_locally(self, issuer: str, jti: str, expires_at: datetime, reason: str) -> bool:
         if self.mode == "refuse":
             with self._lock:
-                self.stats.refused += 1
+                self._count("refused", 1)
             raise ReplayGuardUnavailable(f"{reason}; LIPCDS_REPLAY_FALLBACK=refuse")
         first_use = self.local.claim(issuer, jti, expires_at)
         with self._lock:
-            self.stats.local_claims += 1
+            self._count("local_claims", 1)
             self._unsynced = True
             now = time.monotonic()
             if now >= self._next_log:
@@ -340,7 +350,7 @@ class FallbackReplayGuard:
             if self._outage_since is None:
                 self._outage_since = time.monotonic()
                 self._next_log = 0.0
-                self.stats.outages += 1
+                self._count("outages", 1)
                 log.error("replay guard: shared seen-set unreachable: %s", reason)
 
     def _came_back(self) -> None:
@@ -369,7 +379,7 @@ class FallbackReplayGuard:
                 return
         if late:
             with self._lock:
-                self.stats.late_replays += late
+                self._count("late_replays", late)
             log.error(
                 "replay guard: %d jti(s) accepted here during the outage were already in the "
                 "shared seen-set: used by another process too (a replay not caught at the "

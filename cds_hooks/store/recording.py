@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cds_hooks.config import ConfigError, Settings
@@ -84,10 +85,23 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def open_writer(settings: Settings, store: Store) -> RecordWriter:
-    """The card-record writer of this process, spooling under LIPCDS_SPOOL_DIR."""
+def open_writer(
+    settings: Settings,
+    store: Store,
+    on_pending: Callable[[int], None] | None = None,
+    on_event: Callable[[str, int], None] | None = None,
+) -> RecordWriter:
+    """The card-record writer of this process, spooling under LIPCDS_SPOOL_DIR;
+    `on_pending` is told the number of records waiting whenever it changes (a gauge),
+    `on_event` each counted event (written, failures, rejected, refused, ...)."""
     try:
-        writer = build_writer(store, settings.spool_dir, max_pending=settings.store_max_pending)
+        writer = build_writer(
+            store,
+            settings.spool_dir,
+            max_pending=settings.store_max_pending,
+            on_pending=on_pending,
+            on_event=on_event,
+        )
     except OSError as exc:
         raise ConfigError(
             f"LIPCDS_SPOOL_DIR: cannot use {settings.spool_dir or 'the default spool'}: "

@@ -135,6 +135,7 @@ class RecordWriter:
         adopt_interval: float = 30.0,
         shutdown_timeout: float = 5.0,
         on_pending: Callable[[int], None] | None = None,
+        on_event: Callable[[str, int], None] | None = None,
     ):
         if max_pending < 1 or batch_size < 1:
             raise ValueError("max_pending and batch_size must be at least 1")
@@ -149,6 +150,7 @@ class RecordWriter:
         self.adopt_interval = adopt_interval
         self.shutdown_timeout = shutdown_timeout
         self.on_pending = on_pending  # told the new count whenever it changes (a gauge)
+        self.on_event = on_event  # told (name of a WriterStats counter, increment)
         self.stats = WriterStats()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -186,7 +188,7 @@ class RecordWriter:
         with self._lock:
             self._ensure_running()
             if self._closed or self._pending >= self.max_pending:
-                self.stats.refused += 1
+                self._count("refused", 1)
                 self._log_refusal(record)
                 return False
             segment = self._current_segment()
@@ -196,7 +198,7 @@ class RecordWriter:
                     segment.dirty = True
                 except OSError as exc:
                     # Disk full or gone: keep the record in memory rather than lose it.
-                    self.stats.spool_errors += 1
+                    self._count("spool_errors", 1)
                     log.error(
                         "spool %s not writable (%s); record of hookInstance %s kept in memory only",
                         segment.path,
@@ -344,7 +346,7 @@ class RecordWriter:
             os.rename(temporary, path)
             _fsync_directory(self.spool_dir)
         except OSError as exc:
-            self.stats.spool_errors += 1
+            self._count("spool_errors", 1)
             log.error(
                 "cannot create a spool file in %s (%s); records wait in memory only",
                 self.spool_dir,
@@ -378,7 +380,7 @@ class RecordWriter:
                 self._draining.append(segment)
                 self._pending += segment.waiting
                 self._report_pending()
-                self.stats.adopted += segment.waiting
+                self._count("adopted", segment.waiting)
             log.info("adopted %d waiting records from %s", segment.waiting, name)
 
     def _adopt(self, path: Path) -> _Segment | None:
@@ -591,7 +593,7 @@ class RecordWriter:
             self._pending -= count
             self._report_pending()
             if written:
-                self.stats.written += count
+                self._count("written", count)
                 self.stats.batches += 1
             if segment.own:
                 self._own_done += count
@@ -605,6 +607,13 @@ class RecordWriter:
             if segment.waiting == 0 and self._draining and self._draining[0] is segment:
                 self._retire(self._draining.popleft())
             self._wake.notify_all()
+
+    def _count(self, name: str, increment: int) -> None:
+        """A WriterStats counter goes up, and a metrics counter with it."""
+        setattr(self.stats, name, getattr(self.stats, name) + increment)
+        if self.on_event is not None and increment:
+            with contextlib.suppress(Exception):
+                self.on_event(name, increment)
 
     def _report_pending(self) -> None:
         """With the lock held: tell the gauge; a failing gauge never stops the writer."""
@@ -620,7 +629,7 @@ class RecordWriter:
 
     def _failed(self, reason: str) -> None:
         with self._lock:
-            self.stats.failures += 1
+            self._count("failures", 1)
             now = time.monotonic()
             if self._outage_since is None:
                 self._outage_since = now
@@ -636,7 +645,7 @@ class RecordWriter:
                 )
 
     def _reject(self, record: CardRecord, reason: str) -> None:
-        self.stats.rejected += 1
+        self._count("rejected", 1)
         log.error(
             "card record of hookInstance %s (%d cards) refused by the database: %s; kept in %s",
             record.hook_instance,
@@ -647,7 +656,7 @@ class RecordWriter:
         self._append_rejected({"reason": reason, "record": record.to_json()})
 
     def _reject_line(self, path: Path, number: int, line: bytes) -> None:
-        self.stats.rejected += 1
+        self._count("rejected", 1)
         log.error(
             "spool %s line %d is not a card record; kept in %s", path.name, number, REJECTED_FILE
         )
