@@ -52,9 +52,9 @@ def postgres_database() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _write_waiting_card_records():
-    """After each test, the card records its apps issued are written (or left in their
-    spool), so they cannot reach the next test's tables."""
+    """After each test, the card records its apps issued are written, so they cannot reach
+    the next test's tables; the connections that took them are closed."""
     yield
-    from cds_hooks.store.writer import close_all
+    from cds_hooks.store.writer import drain_all
 
-    close_all(timeout=5)
+    drain_all(timeout=5, release_connections=True)

@@ -68,17 +68,9 @@ def post_feedback(service_id: str) -> ResponseReturnValue:
     store = rt.store
     if store is None:
         raise ServiceUnavailable("the feedback store is not configured; nothing was recorded")
-    client = g.cds_client  # set by cds_hooks.security.auth before any view runs
-    site = (client.iss, client.tenant)
     try:
-        try:
-            counts = store.record_feedback(service_id, items, site=site)
-        except UnknownCard:
-            # The card may be so recent that its record still waits to be written.
-            writer = rt.writer
-            if writer is None or not writer.write_now(service_id, [i.card for i in items]):
-                raise
-            counts = store.record_feedback(service_id, items, site=site)
+        client = g.cds_client  # set by cds_hooks.security.auth before any view runs
+        counts = store.record_feedback(service_id, items, site=(client.iss, client.tenant))
     except StoreUnavailable as exc:
         # The cause (host, driver message) goes to the log, not to the client.
         log.error("feedback for service %s not recorded: %s", service_id, exc)

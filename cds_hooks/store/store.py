@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,6 +129,9 @@ class Store:
         self.cooldown_seconds = cooldown_seconds
         self._clock = clock or (lambda: datetime.now(UTC))
         self._down_until = 0.0
+        # Set by the record writer: writes the waiting records of these cards, returns how
+        # many it wrote (see record_feedback).
+        self.write_waiting: Callable[[str, Sequence[str]], int] | None = None
 
     @property
     def available(self) -> bool:
@@ -312,7 +315,25 @@ class Store:
         clinician (shadow cards were never shown, so they count as not issued) or a
         suggestion that was not on the card. With `site` (issuer, tenant), only cards
         issued to that site count, so one EHR cannot write another's statistics.
+
+        A card issued moments ago may still wait to be written (`cds_hooks.store.writer`):
+        then `write_waiting(service_id, card_uuids)` writes its record and the request is
+        tried once more.
         """
+        try:
+            return self._record_feedback(service_id, items, site)
+        except UnknownCard:
+            cards = sorted({item.card for item in items})
+            if self.write_waiting is None or not self.write_waiting(service_id, cards):
+                raise
+            return self._record_feedback(service_id, items, site)
+
+    def _record_feedback(
+        self,
+        service_id: str,
+        items: Sequence[FeedbackItem],
+        site: tuple[str | None, str | None] | None,
+    ) -> FeedbackCounts:
         received_at = self._clock()
         recorded = 0
         with self._transaction() as connection:

@@ -171,6 +171,7 @@ class RecordWriter:
         self._refused_unlogged = 0
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
+        store.write_waiting = self.write_now  # feedback on a card still waiting
         _WRITERS.add(self)
 
     # -- the request side -------------------------------------------------------------
@@ -311,13 +312,16 @@ class RecordWriter:
             self._current = None
             self._draining.clear()
             self._wake.notify_all()
-        if not isinstance(self.store.engine.pool, StaticPool):
-            # Let go of the connections the last writes opened (an in-memory SQLite
-            # database lives in its one connection: that one stays).
-            self.store.engine.dispose()
+        self.release_connections()
         if left:
             where = f"in {self.spool_dir}" if self.spool_dir else "in memory only: lost"
             log.warning("record writer stopped with %d records not yet written (%s)", left, where)
+
+    def release_connections(self) -> None:
+        """Close the pooled connections the writes opened; the next write opens new ones.
+        An in-memory SQLite database lives in its one connection: that one stays."""
+        if not isinstance(self.store.engine.pool, StaticPool):
+            self.store.engine.dispose()
 
     # -- internals: segments ------------------------------------------------------------
 
@@ -737,6 +741,16 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def drain_all(timeout: float = 5.0, *, release_connections: bool = False) -> None:
+    """Wait until every open writer of this process has written what waits (and, with
+    `release_connections`, close the connections that took it)."""
+    for writer in list(_WRITERS):
+        if not writer._closed:
+            writer.drain(timeout)
+            if release_connections:
+                writer.release_connections()
 
 
 def close_all(timeout: float | None = None) -> None:
