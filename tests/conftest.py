@@ -57,4 +57,5 @@ def _write_waiting_card_records():
     yield
     from cds_hooks.store.writer import drain_all
 
-    drain_all(timeout=5, release_connections=True)
+    for writer in drain_all(timeout=5, release_connections=True):
+        writer.close(timeout=0)  # its database is away for good: leave the rest in its spool

@@ -743,14 +743,19 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def drain_all(timeout: float = 5.0, *, release_connections: bool = False) -> None:
+def drain_all(timeout: float = 5.0, *, release_connections: bool = False) -> list[RecordWriter]:
     """Wait until every open writer of this process has written what waits (and, with
-    `release_connections`, close the connections that took it)."""
+    `release_connections`, close the connections that took it); returns the writers
+    whose database did not take everything within `timeout`."""
+    behind = []
     for writer in list(_WRITERS):
-        if not writer._closed:
-            writer.drain(timeout)
-            if release_connections:
-                writer.release_connections()
+        if writer._closed:
+            continue
+        if writer.pending and not writer.drain(timeout):
+            behind.append(writer)
+        if release_connections:
+            writer.release_connections()
+    return behind
 
 
 def close_all(timeout: float | None = None) -> None:
