@@ -88,6 +88,8 @@ class Settings:
     fhir_deadline_seconds: float = 4.0
     fhir_max_pages: int = 5
     fhir_pool_size: int = 10  # kept-alive connections per FHIR server and worker process
+    fhir_max_response_bytes: int = 4 * 1024 * 1024  # one answer, after decompression
+    fhir_max_fetch_bytes: int = 16 * 1024 * 1024  # all answers of one hook call
 
     @property
     def is_production(self) -> bool:
@@ -189,6 +191,12 @@ class _SettingsSchema(Schema):
     fhir_pool_size = fields.Integer(
         validate=validate.Range(min=1, max=100, error="must be between 1 and 100")
     )
+    fhir_max_response_bytes = fields.Integer(
+        validate=validate.Range(min=1024, error="must be at least 1024")
+    )
+    fhir_max_fetch_bytes = fields.Integer(
+        validate=validate.Range(min=1024, error="must be at least 1024")
+    )
     clock_skew_seconds = fields.Integer(
         validate=validate.Range(min=0, max=600, error="must be between 0 and 600")
     )
@@ -229,6 +237,14 @@ class _SettingsSchema(Schema):
             # The server should cancel a slow statement before we cut its connection.
             raise ValidationError(
                 "must be at least LIPCDS_DB_STATEMENT_TIMEOUT", "db_operation_timeout"
+            )
+
+    @validates_schema
+    def _fetch_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
+        one, total = data.get("fhir_max_response_bytes"), data.get("fhir_max_fetch_bytes")
+        if isinstance(one, int) and isinstance(total, int) and one > total:
+            raise ValidationError(
+                "must not exceed LIPCDS_FHIR_MAX_FETCH_BYTES", "fhir_max_response_bytes"
             )
 
     @validates_schema

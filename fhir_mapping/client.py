@@ -415,7 +415,9 @@ def _not_json(name: str) -> Any:
 
 
 def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB"
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.3g} MB"
+    return f"{size / 1024:.3g} KB"
 
 
 def _content_length(value: str | None) -> int | None:

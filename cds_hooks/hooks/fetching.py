@@ -153,6 +153,8 @@ def make_fetcher(
                 read_timeout=settings.fhir_read_timeout,
                 deadline_seconds=settings.fhir_deadline_seconds,
                 max_pages=settings.fhir_max_pages,
+                max_response_bytes=settings.fhir_max_response_bytes,
+                max_fetch_bytes=settings.fhir_max_fetch_bytes,
                 session=sessions.get(),
             )
         )

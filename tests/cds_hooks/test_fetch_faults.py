@@ -73,3 +73,37 @@ def test_the_workers_memory_stays_bounded(report):
     peak = max(answer["peak_kib"] for answer in report["faults"].values())
     growth = peak - report["baseline_kib"]
     assert growth < RSS_GROWTH_BOUND, f"peak RSS grew by {growth} KiB over the faults"
+
+
+def test_the_size_limits_are_settings(tmp_path):
+    from tests import builders as b
+
+    with fakefhir.running() as fake:
+        base = fake.base("huge-chunked")
+        app = b.make_app(
+            tmp_path,
+            env="development",
+            fhir_allowed_servers=[base],
+            fhir_insecure_servers=[base],
+            fhir_max_response_bytes=64 * 1024,
+            fhir_max_fetch_bytes=1024 * 1024,
+        )
+        request = b.hook_request()
+        del request["prefetch"]["conditions"]
+        request["fhirServer"] = base
+        response = app.test_client().post(f"/cds-services/{b.SERVICE}", json=request)
+    assert response.status_code == 412
+    assert "larger than 64 KB" in response.get_json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    ("response_bytes", "fetch_bytes"), [(100, 1024 * 1024), (2 * 1024 * 1024, 1024 * 1024)]
+)
+def test_size_limits_out_of_range_are_refused_at_start(response_bytes, fetch_bytes):
+    from cds_hooks.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="LIPCDS_FHIR_MAX_RESPONSE_BYTES"):
+        load_settings(
+            {"fhir_max_response_bytes": response_bytes, "fhir_max_fetch_bytes": fetch_bytes},
+            environ={},
+        )

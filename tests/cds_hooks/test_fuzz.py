@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cds_hooks.runtime import runtime
 from tests import builders as b
 
 EXAMPLES = 300  # per test; seven tests, about 2 000 requests in all
@@ -232,7 +233,7 @@ def hook_requests(hook: str) -> st.SearchStrategy:
 def client(tmp_path_factory):
     app = b.make_app(tmp_path_factory.mktemp("fuzz"), patient_id_key="k" * 32, log_level="ERROR")
     yield app.test_client()
-    app.extensions["lipcds"].extras["store"].dispose()
+    runtime(app).store.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cds_hooks.runtime import runtime
 from tests import builders as b
 from tests.store.conftest import POSTGRES, postgres_database  # noqa: F401  (fixture)
 from tests.store.conftest import store as migrated_store
@@ -37,7 +38,7 @@ store = migrated_store  # the fixture: a migrated, emptied store at `database_ur
 def client(store, database_url):
     app = b.make_app(None, database_url=database_url, patient_id_key="k" * 32)
     yield app.test_client()
-    app.extensions["lipcds"].extras["store"].dispose()
+    runtime(app).store.dispose()
 
 
 @pytest.fixture
