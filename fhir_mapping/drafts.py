@@ -23,6 +23,14 @@ log = logging.getLogger("lipcds.drafts")
 
 # Drafts that are on their way out of the basket are not judged.
 _GONE = {"cancelled", "entered-in-error", "revoked", "completed", "stopped"}
+
+
+def _gone(resource: dict[str, Any]) -> bool:
+    """A draft withdrawn by its status; a status that is not a code withdraws nothing."""
+    status = resource.get("status")
+    return isinstance(status, str) and status in _GONE
+
+
 _LAB_DRAFTS = ("ServiceRequest",)
 
 
@@ -68,12 +76,12 @@ def read_draft_orders(
         reference = raw.reference_of(resource)
         if reference is None or (chosen is not None and reference not in chosen):
             continue
-        if resource.get("status") in _GONE:
+        if _gone(resource):
             continue
         medications.extend(_draft_medications(resource, reference, kb, matcher))
     analytes: set[str] = set()
     for resource in resources:
-        if resource.get("resourceType") in _LAB_DRAFTS and resource.get("status") not in _GONE:
+        if resource.get("resourceType") in _LAB_DRAFTS and not _gone(resource):
             analytes |= lab_analytes(resource.get("code"), kb, panels or {})
     return DraftOrders(tuple(medications), frozenset(analytes))
 

@@ -355,12 +355,12 @@ class LabReader:
             unit = normalise_unit(quantity.get("unit"), self.kb)  # a local code, a UCUM unit text
         inferred = False
         if unit is None and not raw_unit:  # §1.2: infer a *missing* unit, never replace one
-            unit = self._range_unit(resource) or infer_unit(analyte, loinc, float(value))
+            unit = self._range_unit(resource) or infer_unit(analyte, loinc, value)
             inferred = unit is not None
         if unit is None:
             what = f"unit {raw_unit!r} is not known" if raw_unit else "no unit"
             return unusable(f"{what}, and it cannot be inferred")
-        canonical = to_canonical(analyte, float(value), unit)
+        canonical = to_canonical(analyte, value, unit)
         if canonical is None:
             return unusable(f"unit {unit} cannot be converted to {analyte.canonical_unit}")
         low, high = self._reference_range(resource, analyte, unit)
@@ -395,7 +395,7 @@ class LabReader:
         quantity = resource.get("valueQuantity")
         if isinstance(quantity, dict):
             value = quantity.get("value")
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if raw.finite_number(value) is None:  # not a number, or past a float's range
                 return "no numeric value"
             comparator = quantity.get("comparator")
             if comparator is not None and comparator not in COMPARATORS:
@@ -438,12 +438,14 @@ class LabReader:
             bounds = []
             for bound in ("low", "high"):
                 quantity = rng.get(bound)
-                value = quantity.get("value") if isinstance(quantity, dict) else None
-                if isinstance(value, bool) or not isinstance(value, int | float):
+                value = raw.finite_number(
+                    quantity.get("value") if isinstance(quantity, dict) else None
+                )
+                if value is None:
                     bounds.append(None)
                     continue
                 unit = normalise_unit(quantity.get("code") or quantity.get("unit"), self.kb)
-                bounds.append(to_canonical(analyte, float(value), unit or result_unit))
+                bounds.append(to_canonical(analyte, value, unit or result_unit))
             if any(b is not None for b in bounds):
                 return bounds[0], bounds[1]
         return None, None

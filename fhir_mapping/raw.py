@@ -7,6 +7,7 @@ OperationOutcomes) and answer an empty value for a shape they do not expect, nev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,6 +61,18 @@ def notes(resource: Mapping[str, Any]) -> list[str]:
         for n in as_list(resource.get("note"))
         if isinstance(n, dict) and isinstance(n.get("text"), str)
     ]
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (a bool, a string, an
+    integer too large for a float, 1e400 read as infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def status_code(concept: Any) -> str | None:

@@ -11,8 +11,9 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_hooks.hooks.pipeline import discovery_document, run_hook
-from cds_hooks.http.errors import UnknownService, UnsupportedMediaType
+from cds_hooks.http.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_hooks.http.jsonio import parse_json_body
+from cds_hooks.http.text import BAD_CHARACTER_MESSAGE, first_bad_string, may_hold_bad_characters
 from cds_hooks.ops.observe import note_cards, note_hook_instance
 from cds_hooks.runtime import runtime
 
@@ -36,7 +37,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     raw = read_body()  # reading a slow client's body needs no CPU: outside the gate
     client = g.cds_client  # set by cds_hooks.security.auth before any view runs
     with rt.gate:  # one call computes at a time in this process, first come first served
-        body = parse_json_body(raw)
+        body = parse_checked(raw)
         if isinstance(body, dict):
             note_hook_instance(body.get("hookInstance"))  # on every log line of this call
         answer = run_hook(
@@ -69,5 +70,17 @@ def read_body() -> bytes:
 
 
 def read_json_body() -> Any:
-    """The request body as JSON: 415 for another media type, 400 for malformed JSON."""
-    return parse_json_body(read_body())
+    """The request body as JSON: 415 for another media type, 400 for anything else wrong."""
+    return parse_checked(read_body())
+
+
+def parse_checked(raw: bytes) -> Any:
+    """`raw` as JSON (every parser failure a 400), and 400 for a string anywhere in it
+    holding NUL or a lone surrogate, which no store, encoder or log line can carry; the
+    message names its path."""
+    body = parse_json_body(raw)
+    if may_hold_bad_characters(raw):
+        where = first_bad_string(body)
+        if where is not None:
+            raise InvalidRequest(f"{where}: {BAD_CHARACTER_MESSAGE}", expression=[where])
+    return body

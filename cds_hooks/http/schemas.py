@@ -22,13 +22,18 @@ from marshmallow import (
     validates_schema,
 )
 
+from cds_hooks.http.text import Text
 from cds_hooks.store import FeedbackItem
-from cds_hooks.validation import NONBLANK
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR id datatype
+# Anchored with \Z: `$` also matches before a final newline, so "p1\n" would pass.
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")  # FHIR id datatype
 _USER_REF = re.compile(
-    r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
+    r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}\Z"
 )
+TOKEN_CHARS = 16 * 1024  # an access token; JWTs with many claims run to a few KB
+# Strings are bounded by their store columns (store/models.py); the comment column is
+# text, bounded here so one request cannot put megabytes into the report.
+USER_COMMENT_CHARS = 4000
 
 
 class FhirAuthorizationSchema(Schema):
@@ -37,12 +42,12 @@ class FhirAuthorizationSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    access_token = fields.String(required=True, validate=NONBLANK)
+    access_token = Text(required=True, min_length=1, max_length=TOKEN_CHARS)
     token_type = fields.String(required=True, validate=validate.Equal("Bearer"))
     expires_in = fields.Integer(required=True, strict=True)
-    scope = fields.String(required=True, validate=NONBLANK)
-    subject = fields.String(required=True, validate=NONBLANK)
-    patient = fields.String(validate=NONBLANK)
+    scope = Text(required=True, min_length=1, max_length=4096)
+    subject = Text(required=True, min_length=1, max_length=1024)
+    patient = Text(min_length=1, max_length=64)
 
 
 class HookRequestSchema(Schema):
@@ -51,11 +56,14 @@ class HookRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    hook = fields.String(required=True, validate=NONBLANK)
-    hook_instance = fields.String(
-        required=True, data_key="hookInstance", validate=validate.Length(min=1, max=128)
+    hook = Text(required=True, min_length=1, max_length=64)
+    hook_instance = Text(required=True, data_key="hookInstance", min_length=1, max_length=128)
+    fhir_server = fields.Url(
+        data_key="fhirServer",
+        require_tld=False,
+        schemes={"http", "https"},
+        validate=validate.Length(max=2048),
     )
-    fhir_server = fields.Url(data_key="fhirServer", require_tld=False, schemes={"http", "https"})
     fhir_authorization = fields.Nested(FhirAuthorizationSchema, data_key="fhirAuthorization")
     context = fields.Dict(required=True, keys=fields.String())
     prefetch = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
@@ -107,7 +115,7 @@ class OrderContextSchema(PatientViewContextSchema):
 
 
 class OrderSelectContextSchema(OrderContextSchema):
-    selections = fields.List(fields.String(validate=NONBLANK), required=True)
+    selections = fields.List(Text(min_length=1, max_length=255), required=True)
 
 
 CONTEXT_SCHEMAS: dict[str, type[Schema]] = {
@@ -150,9 +158,9 @@ class CodingSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    system = fields.String(required=True, validate=NONBLANK)
-    code = fields.String(required=True, validate=NONBLANK)
-    display = fields.String(validate=NONBLANK)
+    system = Text(required=True, min_length=1, max_length=255)
+    code = Text(required=True, min_length=1, max_length=128)
+    display = Text(min_length=1, max_length=255)
 
 
 class OverrideReasonSchema(Schema):
@@ -162,7 +170,7 @@ class OverrideReasonSchema(Schema):
         unknown = EXCLUDE
 
     reason = fields.Nested(CodingSchema)
-    user_comment = fields.String(data_key="userComment", validate=NONBLANK)
+    user_comment = Text(data_key="userComment", min_length=1, max_length=USER_COMMENT_CHARS)
 
     @validates_schema
     def _reason_or_comment(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -175,7 +183,7 @@ class AcceptedSuggestionSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.String(required=True, validate=NONBLANK)
+    id = Text(required=True, min_length=1, max_length=64)
 
 
 class FeedbackItemSchema(Schema):
@@ -184,7 +192,7 @@ class FeedbackItemSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    card = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    card = Text(required=True, min_length=1, max_length=64)
     outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))  # cds-fb-1
     accepted_suggestions = fields.List(
         fields.Nested(AcceptedSuggestionSchema),

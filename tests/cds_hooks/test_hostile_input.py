@@ -21,7 +21,6 @@ PATIENT_VIEW = f"/cds-services/{b.SERVICE}"
 FEEDBACK = f"/cds-services/{b.SERVICE}/feedback"
 ORDER_SELECT = "/cds-services/lip-twitch-order-select"
 WHEN = "2031-07-04T15:00:00Z"
-answers_500_today = pytest.mark.xfail(strict=True, reason="not yet checked at the boundary")
 
 
 @pytest.fixture(params=["sqlite", POSTGRES])
@@ -84,7 +83,6 @@ def override(card: dict[str, Any], **reason: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("url", [PATIENT_VIEW, FEEDBACK])
-@answers_500_today
 def test_an_integer_too_long_to_convert_is_a_400(sqlite_client, url):
     text = '{"hook": "patient-view", "hookInstance": ' + "9" * 5000 + "}"
     response = post_raw(sqlite_client, url, text)
@@ -95,8 +93,7 @@ def test_an_integer_too_long_to_convert_is_a_400(sqlite_client, url):
 # -- 2. a draft order whose status is an object --------------------------------------------
 
 
-@pytest.mark.parametrize("status", [{"coding": []}, ["draft"]])
-@answers_500_today
+@pytest.mark.parametrize("status", [{"coding": []}, ["draft"], 7])
 def test_a_draft_status_that_is_not_a_code_does_not_fail_the_call(sqlite_client, status):
     draft = {
         "resourceType": "MedicationRequest",
@@ -131,7 +128,6 @@ def test_a_draft_status_that_is_not_a_code_does_not_fail_the_call(sqlite_client,
         ({"userComment": "u" * 20_000}, "userComment"),
     ],
 )
-@answers_500_today
 def test_feedback_longer_than_its_column_is_a_400_naming_the_field(client, reason, field):
     card = issued_card(client)
     response = client.post(FEEDBACK, json=override(card, **reason))
@@ -145,7 +141,6 @@ BAD_CHARACTERS = [pytest.param("\ud800", id="lone-surrogate"), pytest.param("\x0
 
 
 @pytest.mark.parametrize("bad", BAD_CHARACTERS)
-@answers_500_today
 def test_bad_characters_in_feedback_are_a_400_naming_the_field(client, bad):
     card = issued_card(client)
     body = json.dumps(override(card, userComment=f"fine{bad}fine"))
@@ -155,7 +150,6 @@ def test_bad_characters_in_feedback_are_a_400_naming_the_field(client, bad):
 
 
 @pytest.mark.parametrize("bad", BAD_CHARACTERS)
-@answers_500_today
 def test_bad_characters_in_the_hook_instance_are_a_400(client, bad):
     request = b.hook_request(hook_instance=f"hi-{bad}-1")
     response = post_raw(client, PATIENT_VIEW, json.dumps(request))
@@ -177,7 +171,6 @@ def test_bad_characters_in_prefetched_resources_do_not_fail_the_call(sqlite_clie
 
 
 @pytest.mark.parametrize("where", ["ref_low", "ref_high", "value"])
-@answers_500_today
 def test_a_number_that_overflows_a_float_is_an_unusable_value(sqlite_client, where):
     huge = 10**400
     kwargs = {where: huge} if where != "value" else {"value": huge}
@@ -197,7 +190,6 @@ def test_a_number_that_overflows_a_float_is_an_unusable_value(sqlite_client, whe
         ("userId", "Practitioner/dr-1\n"),
     ],
 )
-@answers_500_today
 def test_an_id_with_a_trailing_newline_is_a_400(sqlite_client, field, value):
     request = b.hook_request()
     request["context"][field] = value
