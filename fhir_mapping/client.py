@@ -526,10 +526,14 @@ class CancellableAdapter(HTTPAdapter):
         return manager
 
 
-def new_session() -> requests.Session:
-    """A requests session for FHIR calls: cancellable connections for http and https."""
+def new_session(*, pool_connections: int = 10, pool_maxsize: int = 10) -> requests.Session:
+    """A requests session for FHIR calls: cancellable connections for http and https.
+
+    `pool_connections` FHIR servers are kept, each with at most `pool_maxsize` idle
+    connections (requests' own defaults); one session may serve many hook calls at once.
+    """
     session = requests.Session()
-    adapter = CancellableAdapter()
+    adapter = CancellableAdapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -238,9 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _gzip_bomb(self, exchange: Exchange, rest: str) -> None:
         member = bomb_member()
-        self._start(
-            {"Content-Encoding": "gzip", "Content-Length": str(len(member) * BOMB_MEMBERS)}
-        )
+        self._start({"Content-Encoding": "gzip", "Content-Length": str(len(member) * BOMB_MEMBERS)})
         for _ in range(BOMB_MEMBERS):
             self.wfile.write(member)
             exchange.sent += len(member)

@@ -110,9 +110,7 @@ def test_a_server_that_is_away_is_unavailable_at_once():
 
 def test_the_total_of_one_call_is_bounded(fake):
     # Five answers of 0.6 MB fit one by one under 1 MB, not together under 2 MB.
-    results, _ = fetch(
-        fake.base("ok"), LABS, max_response_bytes=LIMIT, max_fetch_bytes=2 * LIMIT
-    )
+    results, _ = fetch(fake.base("ok"), LABS, max_response_bytes=LIMIT, max_fetch_bytes=2 * LIMIT)
     assert results["k0"].state is DataState.PRESENT  # small answers pass the total
     client = FhirClient(
         fake.base("huge-chunked"),
@@ -228,3 +226,48 @@ def test_an_error_answer_is_read_only_for_its_explanation():
         data = _client(LIMIT * 4).search("labs", "Observation", LABS)
     assert data.state is DataState.UNAVAILABLE
     assert data.problem == "'labs': the FHIR server failed (HTTP 500)"
+
+
+def test_one_session_serves_many_calls_and_keeps_its_pool_size(fake):
+    session = new_session(pool_maxsize=3)
+    assert session.get_adapter("http://x").poolmanager.connection_pool_kw["maxsize"] == 3
+    for _ in range(3):
+        results = fetch_all(
+            fake.base("ok"),
+            None,
+            [Query.from_template("labs", LABS), Query.from_template("patient", "Patient/p1")],
+            connect_timeout=1,
+            read_timeout=2,
+            deadline_seconds=DEADLINE,
+            max_pages=1,
+            session=session,
+        )
+        assert results["labs"].state is DataState.PRESENT
+        assert results["patient"].state is DataState.PRESENT
+    session.close()
+
+
+def test_a_shared_session_survives_a_cancelled_call(fake):
+    session = new_session()
+    fetch_all(
+        fake.base("drip"),
+        None,
+        [Query.from_template("labs", LABS)],
+        connect_timeout=1,
+        read_timeout=2,
+        deadline_seconds=0.3,
+        max_pages=1,
+        session=session,
+    )
+    results = fetch_all(
+        fake.base("ok"),
+        None,
+        [Query.from_template("labs", LABS)],
+        connect_timeout=1,
+        read_timeout=2,
+        deadline_seconds=DEADLINE,
+        max_pages=1,
+        session=session,
+    )
+    assert results["labs"].state is DataState.PRESENT
+    session.close()
