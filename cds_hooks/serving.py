@@ -53,9 +53,13 @@ def gunicorn_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any
         # Recycling a worker is a fork (preload), and keeps a slow leak from the budget.
         "max_requests": max_requests,
         "max_requests_jitter": max(1, max_requests // 10) if max_requests else 0,
-        # Request limits ahead of Flask's own (LIPCDS_MAX_BODY_BYTES covers the body).
-        "limit_request_line": 4094,
+        # Request limits ahead of Flask's own (LIPCDS_MAX_BODY_BYTES covers the body). A
+        # header line may be 32 KB, so that a token too large (security/auth.py refuses
+        # past 16 KB) reaches the service and gets its JSON 401; what gunicorn refuses
+        # itself is answered as JSON too (post_worker_init, cds_hooks/cli/hardening.py).
+        "limit_request_line": 8190,
         "limit_request_fields": 100,
+        "limit_request_field_size": 32 * 1024,
         # Heartbeat files in memory: the root filesystem is read-only in the pod.
         "worker_tmp_dir": "/dev/shm" if Path("/dev/shm").is_dir() else None,  # noqa: S108
         # No runtime control socket: one path in $HOME, shared by every server on a host.
@@ -150,5 +154,9 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """The worker is ready to serve: freeze what it built since the fork."""
+    """The worker is ready to serve: freeze what it built since the fork; gunicorn's own
+    error answers (header too large, bad request line) become JSON."""
+    from cds_hooks.cli.hardening import json_errors
+
     tune_gc()
+    json_errors(worker)

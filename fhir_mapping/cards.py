@@ -182,7 +182,13 @@ def create_service_request(
         try:
             ServiceRequest.model_validate(resource)
         except ValidationError as exc:
-            raise CardError(f"ServiceRequest for {order.key} is not valid R4: {exc}") from None
+            # Where and what only: the message of a pydantic error quotes the input, which
+            # may hold the patient's data, and it ends in the log.
+            where = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}"
+                for e in exc.errors(include_input=False, include_url=False)
+            )
+            raise CardError(f"ServiceRequest for {order.key} is not valid R4: {where}") from None
         _VALID_TEMPLATES.add(template)
     return resource
 

@@ -158,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/fhir+json")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")  # one exchange per connection, said so
         self.end_headers()
         self.wfile.write(data)
 
@@ -217,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/fhir+json")
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
         else:
@@ -283,6 +285,7 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def running() -> Iterator[FakeFhir]:
     """The fake server on a free loopback port, stopped (all handlers ended) on exit."""
+    bomb_member()  # made now, not inside a client's deadline
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = FakeFhir(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, name="fake-fhir", daemon=True)

@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 
 from cds_hooks.config import ConfigError, Settings
 from cds_hooks.http.errors import ServiceUnavailable, Unauthorized
+from cds_hooks.http.text import bad_character
 from cds_hooks.ops.observe import note_issuer
 from cds_hooks.security.logsafe import install_log_redaction
 from cds_hooks.security.replay import ReplayGuard, ReplayGuardUnavailable, build_replay_guard
@@ -488,6 +489,9 @@ class TokenVerifier:
         tenant = claims.get("tenant")
         if tenant is not None and not isinstance(tenant, str):
             raise Unauthorized(f"{who}: tenant is not a string")
+        # Bounded by the store's column (255) and free of what no column or log can hold.
+        if tenant is not None and (not tenant or len(tenant) > 255 or bad_character(tenant)):
+            raise Unauthorized(f"{who}: tenant is empty, longer than 255 or not plain text")
         if issuer.tenants is not None and tenant not in issuer.tenants:
             raise Unauthorized(f"{who}: tenant {_shown(tenant)} not allowed")
         sub = claims.get("sub")

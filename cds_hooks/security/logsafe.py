@@ -12,8 +12,10 @@ import threading
 REDACTED = "[REDACTED]"
 
 # A JWS compact serialisation: three base64url segments (the last may be empty for
-# alg=none). The length floor keeps dotted names such as module paths out of it.
-_JWT = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# alg=none). Header and payload are JSON objects, so their base64url starts with "e"
+# (from "{"); with the length floor this keeps dotted names such as module paths and
+# exception classes ("requests.exceptions.ConnectionError") out of it.
+_JWT = re.compile(r"\be[A-Za-z0-9_-]{7,}\.e[A-Za-z0-9_-]{7,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;&]+")
 # access_token / id_token / refresh_token in JSON, a dict repr or a query string.
 _NAMED_TOKEN = re.compile(

@@ -36,7 +36,6 @@ RSS_GROWTH_BOUND = 64 * 1024  # KiB
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
-    fakefhir.bomb_member()  # made before the clock starts
     with fakefhir.running() as fake:
         done = subprocess.run(  # noqa: S603  (our own interpreter and module)
             [

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from cds_hooks.runtime import runtime
 from tests import builders as b
-from tests.store.conftest import postgres_database  # noqa: F401  (fixture)
 
 EXAMPLES = 150  # per test; ten tests, 1 500 requests in all
 FUZZ = settings(

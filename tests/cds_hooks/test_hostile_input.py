@@ -14,7 +14,7 @@ import pytest
 
 from cds_hooks.runtime import runtime
 from tests import builders as b
-from tests.store.conftest import POSTGRES, postgres_database  # noqa: F401  (fixture)
+from tests.store.conftest import POSTGRES
 from tests.store.conftest import store as migrated_store
 
 PATIENT_VIEW = f"/cds-services/{b.SERVICE}"

@@ -1,9 +1,10 @@
-"""Slow clients against `lipcds serve`: a handful of them must not stall everyone else.
+"""Slow and abusive clients against `lipcds serve`.
 
 A slow-header client sends its request line and then one header byte at a time; a
 slow-body client sends complete headers announcing a body it then drips. While
 `SLOW_CLIENTS` of them hold their connections open, ordinary calls still answer (a
-bounded wait, `ANSWER_WITHIN`, not a speed target).
+bounded wait, `ANSWER_WITHIN`, not a speed target). Oversized headers answer JSON, from
+the service (a token too large: 401) or from gunicorn itself (a header past its limit).
 """
 
 # ruff: noqa: S603  (the server is our own interpreter's lipcds)
@@ -31,17 +32,15 @@ ANSWER_WITHIN = 5.0  # seconds
 DRIP_INTERVAL = 0.5
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("serve")
+def serve(work: Path, **settings: str) -> Iterator[str]:
+    """`lipcds serve` on a free loopback port with these LIPCDS_* settings; its URL."""
     port = free_port()
     env = {
         **os.environ,
-        "LIPCDS_ENV": "development",
-        "LIPCDS_AUTH_MODE": "disabled",
         "LIPCDS_DATABASE_URL": f"sqlite:///{work / 'lipcds.db'}",
         "LIPCDS_PATIENT_ID_KEY": "k" * 32,
         "LIPCDS_LOG_LEVEL": "WARNING",
+        **{f"LIPCDS_{name.upper()}": value for name, value in settings.items()},
     }
     log = work / "server.log"
     lipcds = Path(sys.executable).with_name("lipcds")
@@ -64,6 +63,19 @@ def server(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    yield from serve(tmp_path_factory.mktemp("serve"), env="development", auth_mode="disabled")
+
+
+@pytest.fixture(scope="module")
+def jwt_server(tmp_path_factory) -> Iterator[str]:
+    issuers = '[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}]'
+    yield from serve(
+        tmp_path_factory.mktemp("serve-jwt"), env="test", auth_mode="jwt", trusted_issuers=issuers
+    )
 
 
 class Dripper:
@@ -127,7 +139,6 @@ def ordinary_calls(url: str) -> list[float]:
     return took
 
 
-@pytest.mark.xfail(strict=True, reason="the worker model does not hold slow clients yet")
 @pytest.mark.parametrize("kind", ["headers", "body"])
 def test_slow_clients_do_not_stall_ordinary_calls(server, kind):
     head, drip = SLOW_HEADERS if kind == "headers" else SLOW_BODY
@@ -136,3 +147,48 @@ def test_slow_clients_do_not_stall_ordinary_calls(server, kind):
         for _ in range(3):
             took = ordinary_calls(server)  # requests' timeout is the bound
             assert max(took) < ANSWER_WITHIN
+
+
+def is_operation_outcome(response: requests.Response) -> bool:
+    body = response.json()  # raises if the body is not JSON
+    return body.get("resourceType") == "OperationOutcome"
+
+
+def test_a_token_too_large_answers_a_json_401(jwt_server):
+    token = "e" * (20 * 1024)  # past the 16 KB a token may have, under gunicorn's 32 KB line
+    response = requests.post(
+        f"{jwt_server}/cds-services/{b.SERVICE}",
+        json=b.hook_request(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=ANSWER_WITHIN,
+    )
+    assert response.status_code == 401
+    assert is_operation_outcome(response)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer " + "e" * (40 * 1024)},
+        {"X-Padding": "x" * (40 * 1024)},
+        {f"X-Many-{i}": "1" for i in range(150)},
+    ],
+    ids=["token-past-the-line-limit", "one-huge-header", "too-many-headers"],
+)
+def test_headers_gunicorn_refuses_answer_json(jwt_server, headers):
+    response = requests.get(f"{jwt_server}/cds-services", headers=headers, timeout=ANSWER_WITHIN)
+    assert response.status_code in (400, 431)
+    assert response.headers["Content-Type"] == "application/json"
+    assert is_operation_outcome(response)
+    assert "e" * 100 not in response.text  # nothing of the request is echoed
+
+
+def test_the_served_settings_are_those_that_hold(monkeypatch):
+    from cds_hooks.serving import gunicorn_settings
+
+    for name in ("GUNICORN_THREADS", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = gunicorn_settings()
+    assert settings["worker_class"] == "gthread"
+    assert settings["threads"] >= 32  # measured above: 4 did not hold 8 slow clients
+    assert settings["limit_request_field_size"] >= 20 * 1024  # a 16 KB token's line fits

@@ -290,6 +290,14 @@ def test_the_tenant_allow_list(jwks, ehr, guard):
             verifier.verify(ehr.token(AUD, tenant=tenant), AUD)
 
 
+@pytest.mark.parametrize("tenant", ["t" * 256, "", "clinic\x00", "clinic\ud800"])
+def test_a_tenant_the_store_cannot_hold_is_refused(jwks, ehr, guard, tenant):
+    verifier = make_verifier(guard)
+    assert verifier.verify(ehr.token(AUD, tenant="t" * 255), AUD).tenant == "t" * 255
+    with pytest.raises(Unauthorized):
+        verifier.verify(ehr.token(AUD, tenant=tenant), AUD)
+
+
 def test_per_issuer_algorithms(jwks, ehr, guard):
     verifier = make_verifier(guard, algorithms=["RS384"])
     assert verifier.verify(ehr.token(AUD, alg="RS384"), AUD)

@@ -193,6 +193,10 @@ def test_redact_a_bare_jwt(ehr):
         "cds_hooks.auth.TokenVerifier refused",
         "https://cds.example.org/cds-services/lip-twitch-patient-view",
         "store: sqlite:////tmp/lipcds.db",
+        "requests.exceptions.ConnectionError: refused",
+        "urllib3.exceptions.NewConnectionError.args",
+        "requests.exceptions.ReadTimeout.with_traceback",
+        "sqlalchemy.exc.OperationalError: (psycopg.errors.QueryCanceled)",
     ],
 )
 def test_ordinary_messages_are_left_alone(text):
