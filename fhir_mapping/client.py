@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -302,9 +303,15 @@ class FhirClient:
             if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
                 reason += f": {outcome_text(body)}"
             raise _Failure(self._scrub(reason))
-        body = _json_or_none(self._body(key, response, self.max_response_bytes))
+        raw = self._body(key, response, self.max_response_bytes)
+        body = _json_or_none(raw)
         if body is None:
             raise _Failure(f"{key!r}: the FHIR server's answer is not valid JSON")
+        if _SUSPECT_ESCAPE.search(raw) and _holds_bad_characters(body):
+            # NUL and lone surrogates: no store, log or JSON encoder downstream can hold them.
+            raise _Failure(
+                f"{key!r}: the FHIR server's answer holds NUL or unpaired surrogate characters"
+            )
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
             raise _Failure(f"{key!r}: the FHIR server's answer is not a FHIR resource")
         if body["resourceType"] == "OperationOutcome":
@@ -408,6 +415,26 @@ def _json_or_none(body: bytes | bytearray) -> Any:
         return json.loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int limit
         return None
+
+
+# The only way JSON text can carry a NUL or a lone surrogate is a \u escape.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def _holds_bad_characters(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _BAD_CHARACTER.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _not_json(name: str) -> Any:

@@ -271,3 +271,22 @@ def test_a_shared_session_survives_a_cancelled_call(fake):
     )
     assert results["labs"].state is DataState.PRESENT
     session.close()
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\udfff"])
+def test_an_answer_holding_nul_or_a_lone_surrogate_is_unusable(escape):
+    body = '{"resourceType": "Patient", "id": "p1", "name": [{"text": "a' + escape + 'b"}]}'
+    with responses.RequestsMock() as mock:
+        mock.get(f"{BASE}/Patient/p1", body=body)
+        data = _client(LIMIT).read("patient", "Patient", "Patient/p1")
+    assert data.state is DataState.UNAVAILABLE
+    assert "NUL or unpaired surrogate" in data.problem
+
+
+def test_a_surrogate_pair_is_an_ordinary_character():
+    body = '{"resourceType": "Patient", "id": "p1", "name": [{"text": "a\\ud83d\\ude00b"}]}'
+    with responses.RequestsMock() as mock:
+        mock.get(f"{BASE}/Patient/p1", body=body)
+        data = _client(LIMIT).read("patient", "Patient", "Patient/p1")
+    assert data.state is DataState.PRESENT
+    assert data.resources[0]["name"][0]["text"] == "a\U0001f600b"
