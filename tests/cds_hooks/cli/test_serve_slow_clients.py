@@ -26,7 +26,7 @@ import requests
 from tests import builders as b
 from tests.integration.conftest import free_port, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SLOW_CLIENTS = 8
 ANSWER_WITHIN = 5.0  # seconds
 DRIP_INTERVAL = 0.5

@@ -14,8 +14,6 @@ import pytest
 
 from cds_hooks.runtime import runtime
 from tests import builders as b
-from tests.store.conftest import POSTGRES
-from tests.store.conftest import store as migrated_store
 
 PATIENT_VIEW = f"/cds-services/{b.SERVICE}"
 FEEDBACK = f"/cds-services/{b.SERVICE}/feedback"
@@ -23,18 +21,8 @@ ORDER_SELECT = "/cds-services/lip-twitch-order-select"
 WHEN = "2031-07-04T15:00:00Z"
 
 
-@pytest.fixture(params=["sqlite", POSTGRES])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lipcds.db'}"
-    return request.getfixturevalue("postgres_database")
-
-
-store = migrated_store  # the fixture: a migrated, emptied store at `database_url`
-
-
 @pytest.fixture
-def client(store, database_url):
+def client(store, database_url):  # tests/cds_hooks/conftest.py: SQLite and PostgreSQL
     app = b.make_app(None, database_url=database_url, patient_id_key="k" * 32)
     yield app.test_client()
     runtime(app).store.dispose()

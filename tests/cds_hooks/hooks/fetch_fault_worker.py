@@ -1,6 +1,6 @@
 """A lipcds worker in its own process, calling patient-view with fetch-on-miss.
 
-    python -m tests.cds_hooks.fetch_fault_worker PORT DB_DIR FAULT...
+    python -m tests.cds_hooks.hooks.fetch_fault_worker PORT DB_DIR FAULT...
 
 Every call goes to the fake FHIR server's base for one fault (tests/fakefhir.py). Prints
 one JSON object: the peak resident memory (ru_maxrss) after warming up, and for each

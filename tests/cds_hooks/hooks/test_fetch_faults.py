@@ -19,7 +19,7 @@ import pytest
 
 from tests import fakefhir
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FAULTS = (
     "huge",
     "huge-chunked",
@@ -41,7 +41,7 @@ def report(tmp_path_factory) -> dict:
             [
                 sys.executable,
                 "-m",
-                "tests.cds_hooks.fetch_fault_worker",
+                "tests.cds_hooks.hooks.fetch_fault_worker",
                 str(fake.port),
                 str(tmp_path_factory.mktemp("worker")),
                 *FAULTS,

@@ -429,7 +429,7 @@ def _rich_patient_view() -> dict[str, Any]:
 
 
 def _order_request(hook: str) -> dict[str, Any]:
-    from tests.order_services import conftest as orders
+    from tests.cds_hooks.hooks.orders import conftest as orders
 
     record = [orders.patient(), orders.twitching(), orders.lab("potassium", 3.1)]
     drafts = [
