@@ -19,11 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from cds_hooks.config import Settings
 from cds_hooks.hooks.prefetch import Fetcher
-from fhir_mapping.client import fetch_all, queries_for
+from fhir_mapping.client import fetch_all, new_session, queries_for
 from fhir_mapping.records import KeyData, interpret_prefetch
 from knowledge.kb import ServiceDefinition
 from knowledge.model import DataState
@@ -94,13 +93,11 @@ class WorkerSession:
 
 
 def _new_session(pool_size: int) -> requests.Session:
-    session = requests.Session()
+    # The client's session: its connections can be cancelled at the fetch deadline.
+    session = new_session(pool_connections=8, pool_maxsize=pool_size)
     # Shared by every call of the process: a cookie one FHIR server set for one user's
     # token must never travel with another call.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
     return session
 
 

@@ -4,8 +4,9 @@
 
 Every call goes to the fake FHIR server's base for one fault (tests/fakefhir.py). Prints
 one JSON object: the peak resident memory (ru_maxrss) after warming up, and for each
-fault the answer's status, whether its body was JSON, the seconds it took and the peak
-memory after it. A process of its own, so the peak is this worker's and no other test's.
+fault the answer's status, whether its body was JSON, the seconds it took, the peak
+memory after it, and how many fetch threads were still alive a second later. A process
+of its own, so the peak is this worker's and no other test's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import threading
 import time
 import uuid
 
@@ -65,7 +67,18 @@ def main(argv: list[str]) -> None:
     report = {"deadline": DEADLINE, "warm": warm, "baseline_kib": peak_kib(), "faults": {}}
     for fault, base in zip(faults, bases[1:], strict=True):
         report["faults"][fault] = call(base)
+        report["faults"][fault]["threads_after"] = fetch_threads_after(1.0)
     print(json.dumps(report))
+
+
+def fetch_threads_after(seconds: float) -> int:
+    """FHIR fetch threads still alive `seconds` after the answer (0: none kept reading)."""
+    end = time.monotonic() + seconds
+    while True:
+        alive = [t for t in threading.enumerate() if t.name.startswith("lipcds-fhir")]
+        if not alive or time.monotonic() > end:
+            return len(alive)
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ def test_each_call_answers_json_within_the_deadline_and_a_margin(report, fault):
     assert answer["seconds"] < report["deadline"] + MARGIN, answer
 
 
+@pytest.mark.parametrize("fault", FAULTS)
+def test_no_fetch_thread_keeps_reading_after_the_answer(report, fault):
+    assert report["faults"][fault]["threads_after"] == 0
+
+
 def test_the_workers_memory_stays_bounded(report):
     peak = max(answer["peak_kib"] for answer in report["faults"].values())
     growth = peak - report["baseline_kib"]
