@@ -5,6 +5,7 @@ https://cds-hooks.hl7.org/2.0/#discovery and https://cds-hooks.hl7.org/2.0/#call
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -78,9 +79,25 @@ def parse_checked(raw: bytes) -> Any:
     """`raw` as JSON (every parser failure a 400), and 400 for a string anywhere in it
     holding NUL or a lone surrogate, which no store, encoder or log line can carry; the
     message names its path."""
-    body = parse_json_body(raw)
+    try:
+        body = parse_json_body(raw)
+    except InvalidRequest:
+        if not may_hold_bad_characters(raw):
+            raise
+        # orjson refuses a lone surrogate without saying where: find the field.
+        body = _lenient(raw)
+        if body is None or first_bad_string(body) is None:
+            raise
     if may_hold_bad_characters(raw):
         where = first_bad_string(body)
         if where is not None:
             raise InvalidRequest(f"{where}: {BAD_CHARACTER_MESSAGE}", expression=[where])
     return body
+
+
+def _lenient(raw: bytes) -> Any:
+    """`raw` read by Python's json module, which keeps lone surrogates; None if it fails."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
