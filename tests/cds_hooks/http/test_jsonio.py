@@ -35,7 +35,7 @@ def diagnostics(response) -> str:
         (b'{"hook": 1e999}', "not valid JSON"),
         (b"\xff\xfe{}", "UTF-8"),
         (b'\xef\xbb\xbf{"hook": "patient-view"}', "not valid JSON"),
-        (b'"\\ud800"', "not valid JSON"),
+        (b'"\\ud800"', "unpaired surrogate"),  # read_json_body names the character
         (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
         (b'{"hook": "patient-view"} trailing', "not valid JSON"),
         (b"", "not valid JSON"),
