@@ -2,7 +2,8 @@
 
 `problems` turns marshmallow's nested error messages into (path, message) pairs with
 FHIRPath-like paths (`feedback[0].overrideReason.reason`), the one flattener the HTTP
-answers, the settings, the trusted issuers and the site policy file all use.
+answers, the settings, the trusted issuers and the site policy file all use (built on
+`knowledge.validation.error_pairs`, which the knowledge loader uses too).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from typing import Any
 
 from marshmallow import validate
 
+from knowledge.validation import error_pairs
+
 NONBLANK = validate.Length(min=1)
 
 
 def problems(messages: Any) -> list[tuple[str, str]]:
     """marshmallow's nested messages as (path, message) pairs; "" is the whole input."""
-    return _walk(messages, ())
+    return error_pairs(messages)
 
 
 def flatten_messages(messages: Any, prefix: str = "") -> list[str]:
@@ -26,37 +29,6 @@ def flatten_messages(messages: Any, prefix: str = "") -> list[str]:
         full = _join_paths(prefix, path)
         lines.append(f"{full}: {message}" if full else message)
     return lines
-
-
-def _walk(messages: Any, path: tuple[Any, ...]) -> list[tuple[str, str]]:
-    if isinstance(messages, dict):
-        found: list[tuple[str, str]] = []
-        for key, value in messages.items():
-            found.extend(_walk(value, (*path, key)))
-        return found
-    if isinstance(messages, list):
-        return [pair for message in messages for pair in _walk(message, path)]
-    return [(_join(path), str(messages))]
-
-
-def _join(path: tuple[Any, ...]) -> str:
-    text = ""
-    previous: Any = None
-    for segment in path:
-        if segment == "_schema":
-            continue
-        # fields.Dict reports "<entry>.value" under the entry; the entry names it well enough.
-        if segment == "value" and isinstance(previous, str):
-            previous = segment
-            continue
-        if segment == "key" and isinstance(previous, str):
-            text += " (key)"
-        elif isinstance(segment, int):
-            text += f"[{segment}]"
-        else:
-            text += f".{segment}" if text else str(segment)
-        previous = segment
-    return text
 
 
 def _join_paths(prefix: str, path: str) -> str:

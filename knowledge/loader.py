@@ -34,6 +34,7 @@ from knowledge.kb import (
 )
 from knowledge.schemas import FILE_SCHEMAS, Problem, check_consistency
 from knowledge.textmatch import TermMatcher, TermsError, compile_terms
+from knowledge.validation import error_pairs
 
 
 class KnowledgeError(Exception):
@@ -86,7 +87,7 @@ def load_knowledge_base(path: str | os.PathLike[str] | None = None) -> Knowledge
         try:
             docs[name] = schema().load(raw[name])
         except ValidationError as exc:
-            problems.extend(_format(name, p, m) for p, m in _flatten(exc.messages))
+            problems.extend(_format(name, p, m) for p, m in error_pairs(exc.messages))
     if problems:
         raise KnowledgeError(problems)
 
@@ -120,42 +121,6 @@ def _read_yaml(folder: Traversable, name: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise KnowledgeError([f"{name}: the file must hold a mapping at the top level"])
     return data
-
-
-def _flatten(messages: Any, path: tuple[Any, ...] = ()) -> list[tuple[str, str]]:
-    """Turn marshmallow's nested error messages into (field path, message) pairs."""
-    if isinstance(messages, dict):
-        pairs: list[tuple[str, str]] = []
-        for key, value in messages.items():
-            pairs.extend(_flatten(value, (*path, key)))
-        return pairs
-    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        return [(_join(path), message) for message in messages]
-    if isinstance(messages, list):
-        return [pair for item in messages for pair in _flatten(item, path)]
-    return [(_join(path), str(messages))]
-
-
-def _join(path: tuple[Any, ...]) -> str:
-    text = ""
-    previous: Any = None
-    for segment in path:
-        if segment == "_schema":
-            continue
-        # fields.Dict reports "<entry>.value" / "<entry>.key" under a string entry; the
-        # entry itself names the field well enough (a suggestion's own "key" follows an
-        # int index, so it is kept)
-        if segment == "value" and isinstance(previous, str):
-            previous = segment
-            continue
-        if segment == "key" and isinstance(previous, str):
-            text += " (key)"
-        elif isinstance(segment, int):
-            text += f"[{segment}]"
-        else:
-            text += f".{segment}" if text else str(segment)
-        previous = segment
-    return text
 
 
 def _format(file: str, path: str, message: str) -> str:
